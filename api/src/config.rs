@@ -1,0 +1,140 @@
+//! The api's configuration: one typed struct read from the environment (or flags), with a
+//! documented default for everything that has a sensible one. Secrets are [`Secret`]s.
+
+use herald_core::auth::JwtSettings;
+use herald_core::secret::Secret;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Defaults, shared by the flag definitions and [`Config::new`].
+pub mod defaults {
+    pub const LISTEN: &str = "127.0.0.1:8001";
+    pub const DATABASE_URL: &str = "postgres://herald:herald@127.0.0.1:5432/herald";
+    pub const REDIS_PREFIX: &str = "herald";
+    pub const PUBLIC_URL: &str = "http://127.0.0.1:8000";
+    pub const DB_POOL_SIZE: u32 = 16;
+    pub const DB_ACQUIRE_TIMEOUT_MS: u64 = 2_000;
+    pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
+    pub const MAX_DATA_BYTES: usize = 16 * 1024;
+    pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+    pub const RELAY_POLL_MS: u64 = 250;
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    #[arg(long = "listen", env = "HERALD_API_ADDR", default_value = defaults::LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Postgres URL (the source of truth). Migrations run at start-up.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = defaults::DATABASE_URL)]
+    pub database_url: Secret,
+
+    /// Most Postgres connections this process opens.
+    #[arg(long, env = "HERALD_DB_POOL_SIZE", default_value_t = defaults::DB_POOL_SIZE)]
+    pub db_pool_size: u32,
+
+    /// How long a request waits for a Postgres connection before answering 503.
+    #[arg(long, env = "HERALD_DB_ACQUIRE_TIMEOUT_MS", default_value_t = defaults::DB_ACQUIRE_TIMEOUT_MS)]
+    pub db_acquire_timeout_ms: u64,
+
+    /// Redis URL (the fan-out bus).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: Secret,
+
+    /// Prefix of every Redis channel and key, so several stacks can share one Redis.
+    #[arg(long, env = "REDIS_PREFIX", default_value = defaults::REDIS_PREFIX)]
+    pub redis_prefix: String,
+
+    /// HS256 secret for verifying tokens (exclusive with the public key file).
+    #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// PEM public key for verifying tokens (RS256/ES256/EdDSA, see HERALD_JWT_ALGORITHM).
+    #[arg(long, env = "HERALD_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// Algorithm used with the public key: RS256 (default), ES256 or EdDSA.
+    #[arg(long, env = "HERALD_JWT_ALGORITHM")]
+    pub jwt_algorithm: Option<String>,
+
+    /// When set, tokens must carry exactly this `iss`.
+    #[arg(long, env = "HERALD_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// When set, tokens must carry this `aud`.
+    #[arg(long, env = "HERALD_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// The public origin users reach Herald at (links in emails, the demo page).
+    #[arg(long, env = "HERALD_PUBLIC_URL", default_value = defaults::PUBLIC_URL)]
+    pub public_url: String,
+
+    /// A request that takes longer than this is answered 503.
+    #[arg(long, env = "HERALD_REQUEST_TIMEOUT_MS", default_value_t = defaults::REQUEST_TIMEOUT_MS)]
+    pub request_timeout_ms: u64,
+
+    /// Largest accepted `data` object of a notification or event, in bytes of JSON.
+    #[arg(long, env = "HERALD_MAX_DATA_BYTES", default_value_t = defaults::MAX_DATA_BYTES)]
+    pub max_data_bytes: usize,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "HERALD_MAX_BODY_BYTES", default_value_t = defaults::MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+
+    /// How often the relay looks for unpublished notifications without being woken.
+    #[arg(long, env = "HERALD_RELAY_POLL_MS", default_value_t = defaults::RELAY_POLL_MS)]
+    pub relay_poll_ms: u64,
+}
+
+impl Config {
+    /// A configuration with every default, for tests and embedding.
+    pub fn new(database_url: &str, redis_url: &str, jwt_secret: &str) -> Self {
+        Self {
+            listen: defaults::LISTEN.parse().expect("valid default address"),
+            database_url: Secret::new(database_url),
+            db_pool_size: defaults::DB_POOL_SIZE,
+            db_acquire_timeout_ms: defaults::DB_ACQUIRE_TIMEOUT_MS,
+            redis_url: Secret::new(redis_url),
+            redis_prefix: defaults::REDIS_PREFIX.to_owned(),
+            jwt_secret: Some(Secret::new(jwt_secret)),
+            jwt_public_key_file: None,
+            jwt_algorithm: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            public_url: defaults::PUBLIC_URL.to_owned(),
+            request_timeout_ms: defaults::REQUEST_TIMEOUT_MS,
+            max_data_bytes: defaults::MAX_DATA_BYTES,
+            max_body_bytes: defaults::MAX_BODY_BYTES,
+            relay_poll_ms: defaults::RELAY_POLL_MS,
+        }
+    }
+
+    /// Token verification settings; reads the public key file if one is configured.
+    pub fn jwt_settings(&self) -> anyhow::Result<JwtSettings> {
+        use anyhow::Context as _;
+        let public_key_pem = match &self.jwt_public_key_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("reading the JWT public key {}", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(JwtSettings {
+            secret: self.jwt_secret.clone().filter(|s| !s.is_empty()),
+            public_key_pem,
+            algorithm: self.jwt_algorithm.clone(),
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+        })
+    }
+
+    pub fn db_acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_acquire_timeout_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}

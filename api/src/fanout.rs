@@ -1,0 +1,213 @@
+//! Everything the api sends to Redis, the fan-out bus gateways subscribe to.
+//!
+//! - [`Bus`]: a pooled, auto-reconnecting Redis client that publishes one payload to many
+//!   channels in pipelined batches.
+//! - [`run_relay`]: publishes committed notifications in position order. It reads Postgres, not
+//!   an in-memory queue, so a notification committed while Redis was down (or by an api process
+//!   that died right after committing) is published when Redis is back: nothing acknowledged is
+//!   dropped. One relay runs at a time across all api processes (a session advisory lock).
+//! - [`ChangeQueue`]: read / all-read / deleted changes, published in order by one task so a
+//!   slow Redis never delays the HTTP answer.
+
+use crate::domain::Audience;
+use crate::inbox;
+use crate::startup::AppState;
+use fred::bytes_utils::Str;
+use fred::prelude::*;
+use herald_core::keys::Keys;
+use herald_core::wire::{Notification, ServerMessage};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Session advisory lock held by the one api process that runs the relay.
+pub const RELAY_LOCK: i64 = 0x6865_7261_6c64_0002;
+/// Notifications the relay reads per query.
+const RELAY_BATCH: i64 = 200;
+/// Publishes sent per pipeline round trip.
+const PIPELINE_CHUNK: usize = 1_000;
+/// Change messages waiting for Redis before new ones are dropped (and counted).
+const CHANGE_QUEUE: usize = 10_000;
+
+/// Connects to Redis in the background (reconnecting forever with backoff); commands wait at
+/// most `timeout` for an answer, so a dead Redis costs a bounded delay, never a hang.
+pub fn redis_client(url: &str, timeout: Duration) -> anyhow::Result<Client> {
+    let config = Config::from_url(url)?;
+    let client = Builder::from_config(config)
+        .with_connection_config(|c| {
+            c.connection_timeout = timeout;
+            c.internal_command_timeout = timeout;
+        })
+        .with_performance_config(|p| {
+            p.default_command_timeout = timeout;
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+        .build()?;
+    // Not awaited: the api starts (and answers 503 where Redis is needed) while Redis is down.
+    let _connection_task = client.connect();
+    Ok(client)
+}
+
+/// Publishes to the channels of Herald's Redis scheme.
+#[derive(Clone)]
+pub struct Bus {
+    pub client: Client,
+    pub keys: Keys,
+}
+
+impl Bus {
+    /// The channels an audience listens on.
+    pub fn channels(&self, audience: &Audience) -> Vec<String> {
+        match audience {
+            Audience::Users(users) => users.iter().map(|u| self.keys.user_channel(&u.id)).collect(),
+            Audience::Roles(roles) => roles.iter().map(|r| self.keys.role_channel(r)).collect(),
+            Audience::Broadcast => vec![self.keys.broadcast_channel()],
+        }
+    }
+
+    /// Sends the same payload to every channel, pipelined. Fails if Redis does not take all.
+    pub async fn publish(&self, channels: &[String], payload: &str) -> Result<(), Error> {
+        let payload = Str::from(payload);
+        for chunk in channels.chunks(PIPELINE_CHUNK) {
+            let pipeline = self.client.pipeline();
+            for channel in chunk {
+                let _: () = pipeline.publish(channel.as_str(), payload.clone()).await?;
+            }
+            let _: Vec<i64> = pipeline.all().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Publishes per-user change frames in order, off the request path.
+#[derive(Clone)]
+pub struct ChangeQueue {
+    tx: mpsc::Sender<(String, String)>,
+}
+
+impl ChangeQueue {
+    /// Starts the publishing task; it lives as long as a sender does.
+    pub fn start(bus: Bus, metrics: crate::metrics::Metrics) -> Self {
+        let (tx, mut rx) = mpsc::channel::<(String, String)>(CHANGE_QUEUE);
+        tokio::spawn(async move {
+            while let Some((channel, payload)) = rx.recv().await {
+                let mut backoff = Duration::from_millis(50);
+                while let Err(err) = bus.publish(std::slice::from_ref(&channel), &payload).await {
+                    metrics.redis_publish_errors.inc();
+                    tracing::warn!(cause = %err, "publishing a change failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Queues `message` for `user_id`'s channel; when the queue is full the message is dropped
+    /// and counted (tabs catch up when they next load the inbox).
+    pub fn send(&self, keys: &Keys, user_id: &str, message: &ServerMessage, metrics: &crate::metrics::Metrics) {
+        if self
+            .tx
+            .try_send((keys.user_channel(user_id), message.to_json()))
+            .is_err()
+        {
+            metrics.changes_dropped.inc();
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RelayRow {
+    #[sqlx(flatten)]
+    row: inbox::Row,
+    audience: String,
+    roles: Vec<String>,
+    users: Vec<String>,
+}
+
+/// Runs the relay forever: wait to become the one relay, then publish every committed
+/// notification past the stored cursor, in position order, retrying Redis until it accepts.
+pub async fn run_relay(state: AppState) {
+    loop {
+        if let Err(err) = lead(&state).await {
+            tracing::warn!(cause = %err, "relay stopped; retrying in 1 s");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn lead(state: &AppState) -> Result<(), sqlx::Error> {
+    // A connection of its own: the session lock lives exactly as long as it does.
+    let mut conn = state.pool.acquire().await?.detach();
+    loop {
+        let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(RELAY_LOCK)
+            .fetch_one(&mut conn)
+            .await?;
+        if leader {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let mut cursor: i64 = sqlx::query_scalar("SELECT last_seq FROM relay_cursor WHERE id = 1")
+        .fetch_one(&mut conn)
+        .await?;
+    tracing::info!(cursor, "relay running");
+    loop {
+        loop {
+            let batch: Vec<RelayRow> = sqlx::query_as(
+                "SELECT n.id, n.seq, n.type, n.priority, n.title, n.message, n.action_url, n.data,
+                        n.triggered_by_name, n.created_at, false AS is_read, n.audience, n.roles,
+                        CASE WHEN n.audience = 'users'
+                             THEN ARRAY(SELECT e.user_id FROM inbox_entries e
+                                         WHERE e.notification_id = n.id AND e.deleted_at IS NULL)
+                             ELSE '{}'::text[] END AS users
+                   FROM notifications n
+                  WHERE n.seq > $1
+                  ORDER BY n.seq
+                  LIMIT $2",
+            )
+            .bind(cursor)
+            .bind(RELAY_BATCH)
+            .fetch_all(&mut conn)
+            .await?;
+            if batch.is_empty() {
+                break;
+            }
+            for item in batch {
+                let seq = item.row.seq;
+                publish_until_accepted(state, item).await;
+                cursor = seq;
+            }
+            sqlx::query("UPDATE relay_cursor SET last_seq = $1 WHERE id = 1")
+                .bind(cursor)
+                .execute(&mut conn)
+                .await?;
+            state.metrics.relay_position.set(cursor);
+        }
+        tokio::select! {
+            _ = state.relay_wake.notified() => {}
+            _ = tokio::time::sleep(state.relay_poll) => {}
+        }
+    }
+}
+
+async fn publish_until_accepted(state: &AppState, item: RelayRow) {
+    let keys = &state.bus.keys;
+    let channels: Vec<String> = match item.audience.as_str() {
+        "users" => item.users.iter().map(|u| keys.user_channel(u)).collect(),
+        "roles" => item.roles.iter().map(|r| keys.role_channel(r)).collect(),
+        _ => vec![keys.broadcast_channel()],
+    };
+    let frame = ServerMessage::NewNotification {
+        notification: Notification::from(item.row),
+    }
+    .to_json();
+    let mut backoff = Duration::from_millis(50);
+    while let Err(err) = state.bus.publish(&channels, &frame).await {
+        state.metrics.redis_publish_errors.inc();
+        tracing::warn!(cause = %err, "relay could not publish; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+    state.metrics.relay_published.inc();
+}

@@ -1,0 +1,23 @@
+//! HTTP routes. Each area exposes `router()`; [`router`] merges them under one state.
+//!
+//! # Layout
+//! - [`inbox`]: a user's own notifications (`/api/notifications...`), the seeds' contract.
+//! - [`publish`]: host application → Herald (`POST /api/notifications`, `POST /api/events`).
+//! - [`preferences`]: `GET/PUT /api/notifications/preferences`.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/api/openapi.json`.
+
+pub mod inbox;
+pub mod ops;
+pub mod preferences;
+pub mod publish;
+
+use crate::startup::AppState;
+use axum::Router;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(inbox::router())
+        .merge(publish::router())
+        .merge(preferences::router())
+        .merge(ops::router())
+}

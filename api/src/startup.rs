@@ -1,0 +1,179 @@
+//! Builds the api from its [`Config`]: Postgres pool and migrations, Redis bus, token verifier,
+//! relay task, router and middleware. [`App::build`] takes an already-bound listener so tests can
+//! bind port 0; [`App::run_until_stopped`] serves until the shutdown future completes.
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::fanout::{self, Bus, ChangeQueue};
+use crate::metrics::Metrics;
+use crate::routes;
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use herald_core::auth::Verifier;
+use herald_core::keys::Keys;
+use herald_core::wire::ServerMessage;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// Shared by every handler.
+pub type AppState = Arc<Shared>;
+
+pub struct Shared {
+    pub pool: PgPool,
+    pub bus: Bus,
+    pub changes: ChangeQueue,
+    pub verifier: Verifier,
+    pub metrics: Metrics,
+    /// Poked after every commit that created a notification.
+    pub relay_wake: Notify,
+    pub relay_poll: Duration,
+    pub max_data_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+impl Shared {
+    /// Tells every open tab of `user_id` about a change (after it committed).
+    pub fn announce(&self, user_id: &str, message: &ServerMessage) {
+        self.changes.send(&self.bus.keys, user_id, message, &self.metrics);
+    }
+}
+
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl App {
+    /// Connects to Postgres (running migrations) and Redis, and prepares the router.
+    pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
+        let verifier = Verifier::new(&config.jwt_settings()?).context("JWT configuration")?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.db_pool_size)
+            .acquire_timeout(config.db_acquire_timeout())
+            .connect(config.database_url.expose())
+            .await
+            .context("connecting to Postgres (DATABASE_URL)")?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .context("running database migrations")?;
+        let redis = fanout::redis_client(config.redis_url.expose(), Duration::from_secs(1))
+            .context("REDIS_URL")?;
+        let bus = Bus {
+            client: redis,
+            keys: Keys::new(config.redis_prefix.clone()),
+        };
+        let metrics = Metrics::new();
+        let changes = ChangeQueue::start(bus.clone(), metrics.clone());
+        let state = Arc::new(Shared {
+            pool,
+            bus,
+            changes,
+            verifier,
+            metrics,
+            relay_wake: Notify::new(),
+            relay_poll: Duration::from_millis(config.relay_poll_ms),
+            max_data_bytes: config.max_data_bytes,
+            request_timeout: config.request_timeout(),
+        });
+        let router = routes::router()
+            .layer(DefaultBodyLimit::max(config.max_body_bytes))
+            .layer(middleware::from_fn_with_state(state.clone(), observe))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    // The path only: a query string could carry a token.
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                }),
+            )
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .with_state(state.clone());
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let relay = tokio::spawn(fanout::run_relay(self.state.clone()));
+        let result = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        relay.abort();
+        self.state.pool.close().await;
+        result
+    }
+}
+
+/// Records every request in the metrics (by route template, never the raw path) and bounds how
+/// long one may take: past the timeout the client gets a 503 instead of a hang.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = match tokio::time::timeout(state.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Unavailable("the service").into_response(),
+    };
+    state.metrics.observe_request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,314 @@
+//! JWT verification, shared by the api and the gateway so both accept exactly the same tokens.
+//!
+//! The algorithm is pinned by configuration: HS256 with `HERALD_JWT_SECRET`, or the algorithm
+//! named by `HERALD_JWT_ALGORITHM` (RS256 by default) with the PEM key in
+//! `HERALD_JWT_PUBLIC_KEY_FILE`. `alg: none`, any other algorithm, a bad signature, a missing or
+//! past `exp`, a future `nbf`, and `exp`/`nbf` sent as strings are rejected; `iss` and `aud` are
+//! enforced when configured.
+
+use crate::secret::Secret;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// Longest accepted `sub` (user id), in characters.
+pub const MAX_USER_ID_CHARS: usize = 128;
+/// Longest accepted role name, in characters.
+pub const MAX_ROLE_CHARS: usize = 64;
+/// Seconds of clock skew tolerated on `exp` and `nbf`.
+pub const LEEWAY_SECS: u64 = 5;
+
+/// How tokens are verified. Exactly one of `secret` and `public_key_pem` must be set.
+#[derive(Debug, Clone, Default)]
+pub struct JwtSettings {
+    pub secret: Option<Secret>,
+    pub public_key_pem: Option<Vec<u8>>,
+    /// `RS256`, `ES256` or `EdDSA` (only with a public key). Default `RS256`.
+    pub algorithm: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+/// Why a token was refused. [`AuthError::reason`] is the metric label; `Display` is the message
+/// a client sees (it never contains the token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing token")]
+    Missing,
+    #[error("malformed token")]
+    Malformed,
+    #[error("token signature is invalid")]
+    BadSignature,
+    #[error("token algorithm is not accepted")]
+    WrongAlgorithm,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token issuer is not accepted")]
+    WrongIssuer,
+    #[error("token audience is not accepted")]
+    WrongAudience,
+    #[error("token claims are missing or invalid")]
+    InvalidClaims,
+}
+
+impl AuthError {
+    /// A short, fixed label for metrics (`herald_*_auth_failures_total{reason}`).
+    pub fn reason(self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Malformed => "malformed",
+            AuthError::BadSignature => "bad_signature",
+            AuthError::WrongAlgorithm => "wrong_algorithm",
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::WrongIssuer => "wrong_issuer",
+            AuthError::WrongAudience => "wrong_audience",
+            AuthError::InvalidClaims => "invalid_claims",
+        }
+    }
+}
+
+/// A configuration that cannot verify anything.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("set exactly one of HERALD_JWT_SECRET and HERALD_JWT_PUBLIC_KEY_FILE")]
+    KeyChoice,
+    #[error("HERALD_JWT_ALGORITHM {0:?} is not one of RS256, ES256, EdDSA")]
+    Algorithm(String),
+    #[error("the public key is not a valid PEM key for {0}")]
+    Key(String),
+}
+
+/// The claims Herald uses, checked: `sub` is 1..=128 characters, roles are non-empty
+/// `[A-Za-z0-9_.-]` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: String,
+    pub roles: Vec<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub scopes: Vec<String>,
+    /// Expiry, unix seconds.
+    pub exp: u64,
+}
+
+impl Claims {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// The token body as sent; what is not here is ignored.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TokenClaims {
+    pub sub: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+/// Verifies tokens against one pinned key and algorithm.
+#[derive(Clone)]
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("algorithms", &self.validation.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    pub fn new(settings: &JwtSettings) -> Result<Self, ConfigError> {
+        let (key, algorithm) = match (&settings.secret, &settings.public_key_pem) {
+            (Some(secret), None) if !secret.is_empty() => (
+                DecodingKey::from_secret(secret.expose().as_bytes()),
+                Algorithm::HS256,
+            ),
+            (None, Some(pem)) => {
+                let name = settings.algorithm.as_deref().unwrap_or("RS256");
+                let (key, alg) = match name {
+                    "RS256" => (DecodingKey::from_rsa_pem(pem), Algorithm::RS256),
+                    "ES256" => (DecodingKey::from_ec_pem(pem), Algorithm::ES256),
+                    "EdDSA" => (DecodingKey::from_ed_pem(pem), Algorithm::EdDSA),
+                    other => return Err(ConfigError::Algorithm(other.to_owned())),
+                };
+                (key.map_err(|_| ConfigError::Key(name.to_owned()))?, alg)
+            }
+            _ => return Err(ConfigError::KeyChoice),
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        match &settings.issuer {
+            Some(iss) => validation.set_issuer(&[iss]),
+            None => validation.iss = None,
+        }
+        match &settings.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        Ok(Self { key, validation })
+    }
+
+    /// Checks the token and returns its claims, or why it was refused.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let data = jsonwebtoken::decode::<TokenClaims>(token, &self.key, &self.validation)
+            .map_err(|e| classify(e.kind()))?;
+        let c = data.claims;
+        let sub_len = c.sub.chars().count();
+        if sub_len == 0 || sub_len > MAX_USER_ID_CHARS || !c.roles.iter().all(|r| valid_role(r)) {
+            return Err(AuthError::InvalidClaims);
+        }
+        Ok(Claims {
+            sub: c.sub,
+            roles: c.roles,
+            name: c.name,
+            email: c.email,
+            scopes: c
+                .scope
+                .as_deref()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            exp: c.exp,
+        })
+    }
+}
+
+/// Is `role` usable as a role name (it becomes part of a Redis channel and a Socket.IO namespace)?
+pub fn valid_role(role: &str) -> bool {
+    !role.is_empty()
+        && role.len() <= MAX_ROLE_CHARS
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+fn classify(kind: &ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::InvalidSignature => AuthError::BadSignature,
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::MissingAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::UnsupportedAlgorithm => AuthError::WrongAlgorithm,
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+        ErrorKind::InvalidAudience => AuthError::WrongAudience,
+        ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) => {
+            AuthError::InvalidClaims
+        }
+        ErrorKind::Json(_) => AuthError::InvalidClaims,
+        _ => AuthError::Malformed,
+    }
+}
+
+/// Mints an HS256 token: for the dev `mint-token` command, scripts and tests. Production tokens
+/// come from the host application.
+pub fn mint_hs256(secret: &Secret, claims: &TokenClaims) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.expose().as_bytes()),
+    )
+    .expect("HS256 signing with an in-memory secret cannot fail")
+}
+
+/// Unix seconds now.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> JwtSettings {
+        JwtSettings {
+            secret: Some(Secret::new("s3cret")),
+            ..Default::default()
+        }
+    }
+
+    fn claims(exp: u64) -> TokenClaims {
+        TokenClaims {
+            sub: "alice".into(),
+            roles: vec!["admin".into()],
+            name: None,
+            email: None,
+            scope: Some("publish read".into()),
+            exp,
+            iss: None,
+            aud: None,
+        }
+    }
+
+    #[test]
+    fn accepts_a_good_token_and_reads_its_claims() {
+        let v = Verifier::new(&settings()).unwrap();
+        let t = mint_hs256(&Secret::new("s3cret"), &claims(now_unix() + 60));
+        let c = v.verify(&t).unwrap();
+        assert_eq!(c.sub, "alice");
+        assert!(c.has_role("admin") && c.has_scope("publish") && !c.has_scope("pub"));
+    }
+
+    #[test]
+    fn refuses_expired_wrong_key_and_garbage() {
+        let v = Verifier::new(&settings()).unwrap();
+        let expired = mint_hs256(&Secret::new("s3cret"), &claims(now_unix() - 3600));
+        assert_eq!(v.verify(&expired), Err(AuthError::Expired));
+        let forged = mint_hs256(&Secret::new("other"), &claims(now_unix() + 60));
+        assert_eq!(v.verify(&forged), Err(AuthError::BadSignature));
+        assert_eq!(v.verify("not.a.jwt"), Err(AuthError::Malformed));
+        assert_eq!(v.verify(""), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn refuses_bad_role_names() {
+        let v = Verifier::new(&settings()).unwrap();
+        let mut c = claims(now_unix() + 60);
+        c.roles = vec!["bad role".into()];
+        let t = mint_hs256(&Secret::new("s3cret"), &c);
+        assert_eq!(v.verify(&t), Err(AuthError::InvalidClaims));
+    }
+
+    #[test]
+    fn needs_exactly_one_key() {
+        assert!(Verifier::new(&JwtSettings::default()).is_err());
+        let both = JwtSettings {
+            public_key_pem: Some(b"x".to_vec()),
+            ..settings()
+        };
+        assert!(Verifier::new(&both).is_err());
+    }
+}
