@@ -40,7 +40,12 @@ pub struct Config {
     pub db_acquire_timeout_ms: u64,
 
     /// Redis URL (the fan-out bus).
-    #[arg(long, env = "REDIS_URL", hide_env_values = true, default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        hide_env_values = true,
+        default_value = "redis://127.0.0.1:6379"
+    )]
     pub redis_url: Secret,
 
     /// Prefix of every Redis channel and key, so several stacks can share one Redis.

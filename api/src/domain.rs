@@ -247,7 +247,9 @@ fn check_data(data: &Option<serde_json::Value>, max_bytes: usize, p: &mut Proble
         p.add("data", "must be a JSON object");
         return;
     }
-    let size = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(value)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > max_bytes {
         p.add(
             "data",
@@ -299,10 +301,7 @@ impl NewNotification {
             );
         }
         if chars(&body.message) > MAX_MESSAGE_CHARS {
-            p.add(
-                "message",
-                format!("at most {MAX_MESSAGE_CHARS} characters"),
-            );
+            p.add("message", format!("at most {MAX_MESSAGE_CHARS} characters"));
         }
         if let Some(url) = &body.action_url
             && (url.len() > MAX_URL_CHARS || !is_safe_link(url))
@@ -461,9 +460,15 @@ mod tests {
         let two = body(serde_json::json!({
             "recipients": ["u"], "broadcast": true, "type": "t", "title": "x", "message": ""
         }));
-        assert_eq!(fields(NewNotification::parse(two, 10).unwrap_err()), ["body"]);
+        assert_eq!(
+            fields(NewNotification::parse(two, 10).unwrap_err()),
+            ["body"]
+        );
         let none = body(serde_json::json!({"type": "t", "title": "x", "message": ""}));
-        assert_eq!(fields(NewNotification::parse(none, 10).unwrap_err()), ["body"]);
+        assert_eq!(
+            fields(NewNotification::parse(none, 10).unwrap_err()),
+            ["body"]
+        );
     }
 
     #[test]

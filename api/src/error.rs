@@ -21,7 +21,12 @@ impl FieldError {
     /// An error at `body.<field>` (`field` may be a dotted path).
     pub fn body(field: &str, msg: impl Into<String>) -> Self {
         let mut loc = vec!["body".to_owned()];
-        loc.extend(field.split('.').filter(|s| !s.is_empty()).map(str::to_owned));
+        loc.extend(
+            field
+                .split('.')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+        );
         Self {
             loc,
             msg: msg.into(),

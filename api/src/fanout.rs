@@ -58,7 +58,10 @@ impl Bus {
     /// The channels an audience listens on.
     pub fn channels(&self, audience: &Audience) -> Vec<String> {
         match audience {
-            Audience::Users(users) => users.iter().map(|u| self.keys.user_channel(&u.id)).collect(),
+            Audience::Users(users) => users
+                .iter()
+                .map(|u| self.keys.user_channel(&u.id))
+                .collect(),
             Audience::Roles(roles) => roles.iter().map(|r| self.keys.role_channel(r)).collect(),
             Audience::Broadcast => vec![self.keys.broadcast_channel()],
         }
@@ -104,7 +107,13 @@ impl ChangeQueue {
 
     /// Queues `message` for `user_id`'s channel; when the queue is full the message is dropped
     /// and counted (tabs catch up when they next load the inbox).
-    pub fn send(&self, keys: &Keys, user_id: &str, message: &ServerMessage, metrics: &crate::metrics::Metrics) {
+    pub fn send(
+        &self,
+        keys: &Keys,
+        user_id: &str,
+        message: &ServerMessage,
+        metrics: &crate::metrics::Metrics,
+    ) {
         if self
             .tx
             .try_send((keys.user_channel(user_id), message.to_json()))

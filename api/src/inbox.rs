@@ -126,7 +126,11 @@ pub async fn list(pool: &PgPool, user: &Claims, q: &ListQuery) -> Result<Page, s
 
 /// Where a resume starts: the position of notification `id`, if this user can see it (or saw
 /// it and deleted it since). `None` means "cannot replay from there".
-pub async fn position_of(pool: &PgPool, user: &Claims, id: Uuid) -> Result<Option<i64>, sqlx::Error> {
+pub async fn position_of(
+    pool: &PgPool,
+    user: &Claims,
+    id: Uuid,
+) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT n.seq FROM notifications n
           WHERE n.id = $3 AND n.seq IS NOT NULL AND (
@@ -167,7 +171,11 @@ pub async fn after(
 }
 
 /// One notification as this user sees it.
-pub async fn get(pool: &PgPool, user: &Claims, id: Uuid) -> Result<Option<Notification>, sqlx::Error> {
+pub async fn get(
+    pool: &PgPool,
+    user: &Claims,
+    id: Uuid,
+) -> Result<Option<Notification>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{} SELECT {COLUMNS} FROM visible WHERE id = $3",
         visible!()
@@ -214,7 +222,11 @@ pub async fn stats(pool: &PgPool, user: &Claims) -> Result<Stats, sqlx::Error> {
 }
 
 /// Marks one notification read for this user; `None` if they cannot see it.
-pub async fn mark_read(pool: &PgPool, user: &Claims, id: Uuid) -> Result<Option<Notification>, sqlx::Error> {
+pub async fn mark_read(
+    pool: &PgPool,
+    user: &Claims,
+    id: Uuid,
+) -> Result<Option<Notification>, sqlx::Error> {
     let Some(mut n) = get(pool, user, id).await? else {
         return Ok(None);
     };
@@ -315,7 +327,11 @@ pub async fn preferences(pool: &PgPool, user_id: &str) -> Result<Preferences, sq
     Ok(row.unwrap_or_default())
 }
 
-pub async fn save_preferences(pool: &PgPool, user_id: &str, p: &Preferences) -> Result<(), sqlx::Error> {
+pub async fn save_preferences(
+    pool: &PgPool,
+    user_id: &str,
+    p: &Preferences,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO preferences (user_id, email_enabled, digest, muted_types, updated_at)
          VALUES ($1, $2, $3, $4, now())

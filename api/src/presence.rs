@@ -16,7 +16,11 @@ pub struct ConnectionStats {
     pub user_online: bool,
 }
 
-pub async fn connection_stats(client: &Client, keys: &Keys, user_id: &str) -> Result<ConnectionStats, Error> {
+pub async fn connection_stats(
+    client: &Client,
+    keys: &Keys,
+    user_id: &str,
+) -> Result<ConnectionStats, Error> {
     let now_ms = chrono::Utc::now().timestamp_millis();
     // Gateways whose last report has not expired.
     let nodes: Vec<String> = client

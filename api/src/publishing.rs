@@ -145,8 +145,8 @@ pub async fn create(
         },
     };
     if let Some(key) = &n.idempotency_key {
-        let response =
-            serde_json::to_value(&created).map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
+        let response = serde_json::to_value(&created)
+            .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
         sqlx::query(
             "UPDATE publish_requests SET response = $3 WHERE publisher = $1 AND idempotency_key = $2",
         )

@@ -45,7 +45,8 @@ pub struct Shared {
 impl Shared {
     /// Tells every open tab of `user_id` about a change (after it committed).
     pub fn announce(&self, user_id: &str, message: &ServerMessage) {
-        self.changes.send(&self.bus.keys, user_id, message, &self.metrics);
+        self.changes
+            .send(&self.bus.keys, user_id, message, &self.metrics);
     }
 }
 
@@ -121,7 +122,10 @@ impl App {
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let relay = tokio::spawn(fanout::run_relay(self.state.clone()));
         let result = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)

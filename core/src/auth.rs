@@ -158,7 +158,15 @@ impl Verifier {
             _ => return Err(ConfigError::KeyChoice),
         };
         let mut validation = Validation::new(algorithm);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // jsonwebtoken checks `iss`/`aud` only when present: require them when configured.
+        let mut required = vec!["exp", "sub"];
+        if settings.issuer.is_some() {
+            required.push("iss");
+        }
+        if settings.audience.is_some() {
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECS;
@@ -177,6 +185,11 @@ impl Verifier {
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         if token.is_empty() {
             return Err(AuthError::Missing);
+        }
+        match header_algorithm(token) {
+            None => return Err(AuthError::Malformed),
+            Some(Ok(alg)) if self.validation.algorithms.contains(&alg) => {}
+            Some(_) => return Err(AuthError::WrongAlgorithm),
         }
         let data = jsonwebtoken::decode::<TokenClaims>(token, &self.key, &self.validation)
             .map_err(|e| classify(e.kind()))?;
@@ -200,6 +213,20 @@ impl Verifier {
             exp: c.exp,
         })
     }
+}
+
+/// The `alg` of the token's header: `None` when the header is not base64url JSON,
+/// `Some(Err(name))` for a name jsonwebtoken does not know (e.g. `none`), which its own header
+/// parser would report as a JSON error.
+fn header_algorithm(token: &str) -> Option<Result<Algorithm, String>> {
+    use base64::Engine as _;
+    let header = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let name = value.get("alg")?.as_str()?.to_owned();
+    Some(name.parse::<Algorithm>().map_err(|_| name))
 }
 
 /// Is `role` usable as a role name (it becomes part of a Redis channel and a Socket.IO namespace)?

@@ -53,14 +53,22 @@ pub struct MessageAnswer {
     pub message: String,
 }
 
-fn parse_int(q: &HashMap<String, String>, name: &str, default: i64, min: i64, max: i64) -> Result<i64, FieldError> {
+fn parse_int(
+    q: &HashMap<String, String>,
+    name: &str,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> Result<i64, FieldError> {
     match q.get(name) {
         None => Ok(default),
         Some(v) => v
             .parse::<i64>()
             .ok()
             .filter(|n| (min..=max).contains(n))
-            .ok_or_else(|| FieldError::query(name, format!("must be a whole number from {min} to {max}"))),
+            .ok_or_else(|| {
+                FieldError::query(name, format!("must be a whole number from {min} to {max}"))
+            }),
     }
 }
 
@@ -107,8 +115,14 @@ pub async fn list(
             0
         })
     };
-    let skip = take(parse_int(&q, "skip", 0, 0, i64::from(i32::MAX)), &mut problems);
-    let limit = take(parse_int(&q, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT), &mut problems);
+    let skip = take(
+        parse_int(&q, "skip", 0, 0, i64::from(i32::MAX)),
+        &mut problems,
+    );
+    let limit = take(
+        parse_int(&q, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+        &mut problems,
+    );
     let unread_only = parse_bool(&q, "unread_only").unwrap_or_else(|e| {
         problems.push(e);
         false
@@ -118,7 +132,10 @@ pub async fn list(
         Some(p) => {
             let parsed = Priority::parse(p);
             if parsed.is_none() {
-                problems.push(FieldError::query("priority", "must be one of low, medium, high, urgent"));
+                problems.push(FieldError::query(
+                    "priority",
+                    "must be one of low, medium, high, urgent",
+                ));
             }
             parsed
         }
@@ -128,7 +145,10 @@ pub async fn list(
         Some(a) => match Uuid::parse_str(a) {
             Ok(id) => Some(id),
             Err(_) => {
-                problems.push(FieldError::query("after", "must be a notification id (UUID)"));
+                problems.push(FieldError::query(
+                    "after",
+                    "must be a notification id (UUID)",
+                ));
                 None
             }
         },
@@ -176,7 +196,10 @@ pub async fn list(
 
 #[utoipa::path(get, path = "/api/notifications/stats", tag = "inbox",
     responses((status = 200, body = StatsAnswer), (status = 401)), security(("bearer" = [])))]
-pub async fn stats(State(state): State<AppState>, User(user): User) -> Result<Json<StatsAnswer>, ApiError> {
+pub async fn stats(
+    State(state): State<AppState>,
+    User(user): User,
+) -> Result<Json<StatsAnswer>, ApiError> {
     let s = inbox::stats(&state.pool, &user).await?;
     Ok(Json(StatsAnswer {
         total_count: s.total_count,
@@ -199,13 +222,21 @@ pub async fn mark_read(
     let n = inbox::mark_read(&state.pool, &user, id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    state.announce(&user.sub, &ServerMessage::MarkedRead { notification_id: id });
+    state.announce(
+        &user.sub,
+        &ServerMessage::MarkedRead {
+            notification_id: id,
+        },
+    );
     Ok(Json(n))
 }
 
 #[utoipa::path(put, path = "/api/notifications/mark-all-read", tag = "inbox",
     responses((status = 200, body = MessageAnswer), (status = 401)), security(("bearer" = [])))]
-pub async fn mark_all_read(State(state): State<AppState>, User(user): User) -> Result<Json<MessageAnswer>, ApiError> {
+pub async fn mark_all_read(
+    State(state): State<AppState>,
+    User(user): User,
+) -> Result<Json<MessageAnswer>, ApiError> {
     let count = inbox::mark_all_read(&state.pool, &user).await?;
     state.announce(&user.sub, &ServerMessage::MarkedAllRead { count });
     Ok(Json(MessageAnswer {
@@ -226,7 +257,12 @@ pub async fn remove(
     if !inbox::delete(&state.pool, &user, id).await? {
         return Err(ApiError::NotFound);
     }
-    state.announce(&user.sub, &ServerMessage::NotificationDeleted { notification_id: id });
+    state.announce(
+        &user.sub,
+        &ServerMessage::NotificationDeleted {
+            notification_id: id,
+        },
+    );
     Ok(Json(MessageAnswer {
         message: "Notification deleted successfully".to_owned(),
     }))

@@ -27,7 +27,10 @@ pub struct PreferencesUpdate {
 
 #[utoipa::path(get, path = "/api/notifications/preferences", tag = "inbox",
     responses((status = 200, body = Preferences), (status = 401)), security(("bearer" = [])))]
-pub async fn read_preferences(State(state): State<AppState>, User(user): User) -> Result<Json<Preferences>, ApiError> {
+pub async fn read_preferences(
+    State(state): State<AppState>,
+    User(user): User,
+) -> Result<Json<Preferences>, ApiError> {
     Ok(Json(inbox::preferences(&state.pool, &user.sub).await?))
 }
 

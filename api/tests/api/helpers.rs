@@ -1,0 +1,369 @@
+//! `spawn_app()`: the api on port 0 with a fresh database and a private Redis prefix, plus a
+//! handle with one method per endpoint, token minting, a Redis subscriber, and a TCP proxy
+//! that can cut a dependency off to test outages.
+
+use fred::clients::SubscriberClient;
+use fred::prelude::*;
+use herald_api::config::Config;
+use herald_api::startup::App;
+use herald_core::auth::{TokenClaims, mint_hs256, now_unix};
+use herald_core::secret::Secret;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+
+pub const SECRET: &str = "test-secret-for-integration-tests";
+
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://herald:herald@127.0.0.1:5432/herald".to_owned())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// Replaces the database name (path) of a Postgres URL.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let cut = base.rfind('/').expect("a Postgres URL has a path");
+    let mut out = format!("{}/{name}", &base[..cut]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// Replaces host:port of a URL (for routing a dependency through a [`Proxy`]).
+pub fn with_address(url: &str, addr: SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").expect("URL with a scheme");
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let userinfo = authority
+        .rsplit_once('@')
+        .map(|(u, _)| format!("{u}@"))
+        .unwrap_or_default();
+    format!("{scheme}://{userinfo}{addr}{path}")
+}
+
+/// host:port of a URL.
+pub fn address_of(url: &str) -> String {
+    let rest = url.split_once("://").expect("URL with a scheme").1;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority
+        .rsplit_once('@')
+        .map(|(_, a)| a)
+        .unwrap_or(authority)
+        .to_owned()
+}
+
+/// Creates an empty database and returns its URL.
+pub async fn fresh_database() -> String {
+    let name = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = with_database(&database_url(), "postgres");
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .expect("connect to Postgres (is it running? see deploy/local.sh)");
+    sqlx::Executor::execute(
+        &mut conn,
+        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+    )
+    .await
+    .expect("create test database");
+    with_database(&database_url(), &name)
+}
+
+pub fn test_config(database_url: &str, redis_url: &str) -> Config {
+    let mut config = Config::new(database_url, redis_url, SECRET);
+    config.redis_prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    config.relay_poll_ms = 50;
+    config
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub prefix: String,
+    pub database_url: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let db = fresh_database().await;
+    spawn_with(test_config(&db, &redis_url())).await
+}
+
+pub async fn spawn_with(config: Config) -> TestApp {
+    herald_core::telemetry::init_for_tests();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let prefix = config.redis_prefix.clone();
+    let database_url = config.database_url.expose().to_owned();
+    let app = App::build(config, listener).await.expect("app builds");
+    let addr = app.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .unwrap(),
+        prefix,
+        database_url,
+        _stop: stop,
+    }
+}
+
+pub fn token(sub: &str, roles: &[&str], scope: Option<&str>) -> String {
+    mint_hs256(
+        &Secret::new(SECRET),
+        &TokenClaims {
+            sub: sub.to_owned(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            name: None,
+            email: None,
+            scope: scope.map(str::to_owned),
+            exp: now_unix() + 600,
+            iss: None,
+            aud: None,
+        },
+    )
+}
+
+pub fn publisher_token() -> String {
+    token("host-app", &[], Some("publish"))
+}
+
+/// A status and a JSON body (Null when the body is not JSON).
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Answer {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("request reaches the api");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        Answer {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            headers,
+        }
+    }
+
+    pub async fn raw_post(
+        &self,
+        path: &str,
+        token: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Answer {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request reaches the api");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        Answer {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            headers,
+        }
+    }
+
+    /// Publishes with a publisher token and asserts 201; returns the answer body.
+    pub async fn publish(&self, body: Value) -> Value {
+        let a = self
+            .call(
+                Method::POST,
+                "/api/notifications",
+                Some(&publisher_token()),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "publish failed: {}", a.body);
+        a.body
+    }
+
+    /// A personal notification for `user` with the given title.
+    pub async fn notify(&self, user: &str, title: &str) -> Value {
+        self.publish(json!({
+            "recipients": [user], "type": "goal_assigned", "priority": "high",
+            "title": title, "message": format!("message of {title}"),
+        }))
+        .await
+    }
+
+    pub async fn inbox(&self, token: &str, query: &str) -> Answer {
+        self.call(
+            Method::GET,
+            &format!("/api/notifications{query}"),
+            Some(token),
+            None,
+        )
+        .await
+    }
+
+    /// Number of notifications stored in this test's database, for "nothing changed" checks.
+    pub async fn stored_rows(&self) -> (i64, i64) {
+        let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let e: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox_entries")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        (n, e)
+    }
+
+    pub fn user_channel(&self, user: &str) -> String {
+        format!("{}:user:{user}", self.prefix)
+    }
+
+    pub fn role_channel(&self, role: &str) -> String {
+        format!("{}:role:{role}", self.prefix)
+    }
+
+    pub fn broadcast_channel(&self) -> String {
+        format!("{}:broadcast", self.prefix)
+    }
+}
+
+/// A real Redis subscriber.
+pub struct Subscription {
+    client: SubscriberClient,
+    rx: tokio::sync::broadcast::Receiver<fred::types::Message>,
+}
+
+pub async fn subscribe(channels: &[String]) -> Subscription {
+    let client = Builder::from_config(fred::prelude::Config::from_url(&redis_url()).unwrap())
+        .with_performance_config(|p| p.broadcast_channel_capacity = 10_000)
+        .build_subscriber_client()
+        .unwrap();
+    client.init().await.expect("connect to Redis");
+    let rx = client.message_rx();
+    client
+        .subscribe(channels.to_vec())
+        .await
+        .expect("subscribe");
+    Subscription { client, rx }
+}
+
+impl Subscription {
+    /// The next message as (channel, JSON), failing the test if none comes within 10 s.
+    pub async fn next(&mut self) -> (String, Value) {
+        let msg = tokio::time::timeout(Duration::from_secs(10), self.rx.recv())
+            .await
+            .expect("a Redis message within 10 s")
+            .expect("subscription open");
+        let text: String = msg.value.convert().unwrap();
+        (
+            msg.channel.to_string(),
+            serde_json::from_str(&text).unwrap(),
+        )
+    }
+
+    pub async fn close(self) {
+        let _ = self.client.quit().await;
+    }
+}
+
+/// A TCP proxy in front of a real dependency; `cut()` drops every connection and refuses new
+/// ones (as if the server died), `restore()` lets connections through again.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    open: Arc<AtomicBool>,
+    live: Arc<Mutex<Vec<AbortHandle>>>,
+    accept: AbortHandle,
+}
+
+impl Proxy {
+    pub async fn start(target: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicBool::new(true));
+        let live: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let (o, l) = (open.clone(), live.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !o.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                l.lock().unwrap().push(task.abort_handle());
+            }
+        })
+        .abort_handle();
+        Proxy {
+            addr,
+            open,
+            live,
+            accept,
+        }
+    }
+
+    pub fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for task in self.live.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}

@@ -1,0 +1,55 @@
+//! `herald-loadtest`: bounded load scenarios against a running Herald stack. Every scenario
+//! mints its own tokens (HERALD_JWT_SECRET), stops by itself, and prints a table plus one JSON
+//! line per result (prefixed `RESULT `) for scripts.
+//!
+//! # Layout
+//! - [`stats`]: percentiles over recorded latencies.
+//! - [`publish`]: the `publish` scenario (api → Postgres write latency and fan-out throughput).
+
+mod publish;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "herald-loadtest",
+    version,
+    about = "Bounded load scenarios against Herald"
+)]
+struct Cli {
+    /// Base URL of the api (or of nginx in front of it).
+    #[arg(
+        long,
+        env = "HERALD_API_URL",
+        default_value = "http://127.0.0.1:8001",
+        global = true
+    )]
+    api: String,
+    /// Secret the stack verifies tokens with.
+    #[arg(
+        long,
+        env = "HERALD_JWT_SECRET",
+        hide_env_values = true,
+        default_value = "herald-dev-secret-change-me",
+        global = true
+    )]
+    secret: herald_core::secret::Secret,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Publish latency of single-recipient notifications, then fan-out insert throughput of
+    /// large-recipient notifications.
+    Publish(publish::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.scenario {
+        Scenario::Publish(args) => publish::run(&cli.api, &cli.secret, args).await,
+    }
+}
