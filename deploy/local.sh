@@ -47,10 +47,9 @@ READY_TIMEOUT=60 # seconds a service gets to answer /readyz
 # upstream, which serves /api/notifications/ws and /socket.io/.
 SERVICES=(
     "api herald-api $HERALD_API_ADDR HERALD_API_ADDR=$HERALD_API_ADDR"
-    # Later, e.g.:
-    # "gateway1 herald-gateway 127.0.0.1:8011 HERALD_GATEWAY_ADDR=127.0.0.1:8011"
-    # "gateway2 herald-gateway 127.0.0.1:8012 HERALD_GATEWAY_ADDR=127.0.0.1:8012"
-    # "worker herald-worker 127.0.0.1:8021 HERALD_WORKER_METRICS_ADDR=127.0.0.1:8021"
+    "gateway1 herald-gateway 127.0.0.1:8011 HERALD_GATEWAY_ADDR=127.0.0.1:8011 HERALD_NODE_ID=gateway1 HERALD_API_URL=http://$HERALD_API_ADDR"
+    "gateway2 herald-gateway 127.0.0.1:8012 HERALD_GATEWAY_ADDR=127.0.0.1:8012 HERALD_NODE_ID=gateway2 HERALD_API_URL=http://$HERALD_API_ADDR"
+    # Later: "worker herald-worker 127.0.0.1:8021 HERALD_WORKER_METRICS_ADDR=127.0.0.1:8021"
 )
 
 # ---------------------------------------------------------------------------------------------

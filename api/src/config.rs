@@ -1,10 +1,9 @@
 //! The api's configuration: one typed struct read from the environment (or flags), with a
 //! documented default for everything that has a sensible one. Secrets are [`Secret`]s.
 
-use herald_core::auth::JwtSettings;
+use herald_core::auth::JwtArgs;
 use herald_core::secret::Secret;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// Defaults, shared by the flag definitions and [`Config::new`].
@@ -52,25 +51,8 @@ pub struct Config {
     #[arg(long, env = "REDIS_PREFIX", default_value = defaults::REDIS_PREFIX)]
     pub redis_prefix: String,
 
-    /// HS256 secret for verifying tokens (exclusive with the public key file).
-    #[arg(long, env = "HERALD_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<Secret>,
-
-    /// PEM public key for verifying tokens (RS256/ES256/EdDSA, see HERALD_JWT_ALGORITHM).
-    #[arg(long, env = "HERALD_JWT_PUBLIC_KEY_FILE")]
-    pub jwt_public_key_file: Option<PathBuf>,
-
-    /// Algorithm used with the public key: RS256 (default), ES256 or EdDSA.
-    #[arg(long, env = "HERALD_JWT_ALGORITHM")]
-    pub jwt_algorithm: Option<String>,
-
-    /// When set, tokens must carry exactly this `iss`.
-    #[arg(long, env = "HERALD_JWT_ISSUER")]
-    pub jwt_issuer: Option<String>,
-
-    /// When set, tokens must carry this `aud`.
-    #[arg(long, env = "HERALD_JWT_AUDIENCE")]
-    pub jwt_audience: Option<String>,
+    #[command(flatten)]
+    pub jwt: JwtArgs,
 
     /// The public origin users reach Herald at (links in emails, the demo page).
     #[arg(long, env = "HERALD_PUBLIC_URL", default_value = defaults::PUBLIC_URL)]
@@ -103,36 +85,13 @@ impl Config {
             db_acquire_timeout_ms: defaults::DB_ACQUIRE_TIMEOUT_MS,
             redis_url: Secret::new(redis_url),
             redis_prefix: defaults::REDIS_PREFIX.to_owned(),
-            jwt_secret: Some(Secret::new(jwt_secret)),
-            jwt_public_key_file: None,
-            jwt_algorithm: None,
-            jwt_issuer: None,
-            jwt_audience: None,
+            jwt: JwtArgs::with_secret(jwt_secret),
             public_url: defaults::PUBLIC_URL.to_owned(),
             request_timeout_ms: defaults::REQUEST_TIMEOUT_MS,
             max_data_bytes: defaults::MAX_DATA_BYTES,
             max_body_bytes: defaults::MAX_BODY_BYTES,
             relay_poll_ms: defaults::RELAY_POLL_MS,
         }
-    }
-
-    /// Token verification settings; reads the public key file if one is configured.
-    pub fn jwt_settings(&self) -> anyhow::Result<JwtSettings> {
-        use anyhow::Context as _;
-        let public_key_pem = match &self.jwt_public_key_file {
-            Some(path) => Some(
-                std::fs::read(path)
-                    .with_context(|| format!("reading the JWT public key {}", path.display()))?,
-            ),
-            None => None,
-        };
-        Ok(JwtSettings {
-            secret: self.jwt_secret.clone().filter(|s| !s.is_empty()),
-            public_key_pem,
-            algorithm: self.jwt_algorithm.clone(),
-            issuer: self.jwt_issuer.clone(),
-            audience: self.jwt_audience.clone(),
-        })
     }
 
     pub fn db_acquire_timeout(&self) -> Duration {

@@ -59,7 +59,7 @@ pub struct App {
 impl App {
     /// Connects to Postgres (running migrations) and Redis, and prepares the router.
     pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
-        let verifier = Verifier::new(&config.jwt_settings()?).context("JWT configuration")?;
+        let verifier = config.jwt.verifier().context("JWT configuration")?;
         let pool = PgPoolOptions::new()
             .max_connections(config.db_pool_size)
             .acquire_timeout(config.db_acquire_timeout())

@@ -70,6 +70,64 @@ impl AuthError {
     }
 }
 
+/// The token-verification flags every service reads (`HERALD_JWT_*`), for `clap` to flatten
+/// into a service's configuration.
+#[cfg(feature = "cli")]
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct JwtArgs {
+    /// HS256 secret for verifying tokens (exclusive with the public key file).
+    #[arg(long = "jwt-secret", env = "HERALD_JWT_SECRET", hide_env_values = true)]
+    pub secret: Option<Secret>,
+
+    /// PEM public key for verifying tokens (RS256/ES256/EdDSA, see HERALD_JWT_ALGORITHM).
+    #[arg(long = "jwt-public-key-file", env = "HERALD_JWT_PUBLIC_KEY_FILE")]
+    pub public_key_file: Option<std::path::PathBuf>,
+
+    /// Algorithm used with the public key: RS256 (default), ES256 or EdDSA.
+    #[arg(long = "jwt-algorithm", env = "HERALD_JWT_ALGORITHM")]
+    pub algorithm: Option<String>,
+
+    /// When set, tokens must carry exactly this `iss`.
+    #[arg(long = "jwt-issuer", env = "HERALD_JWT_ISSUER")]
+    pub issuer: Option<String>,
+
+    /// When set, tokens must carry this `aud`.
+    #[arg(long = "jwt-audience", env = "HERALD_JWT_AUDIENCE")]
+    pub audience: Option<String>,
+}
+
+#[cfg(feature = "cli")]
+impl JwtArgs {
+    /// Settings with an HS256 secret only (tests, embedding).
+    pub fn with_secret(secret: &str) -> Self {
+        Self {
+            secret: Some(Secret::new(secret)),
+            ..Self::default()
+        }
+    }
+
+    /// A verifier for these flags; reads the public key file if one is configured.
+    pub fn verifier(&self) -> Result<Verifier, ConfigError> {
+        let public_key_pem = match &self.public_key_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                ConfigError::Key(format!(
+                    "{} (reading {}: {e})",
+                    self.algorithm.as_deref().unwrap_or("RS256"),
+                    path.display()
+                ))
+            })?),
+            None => None,
+        };
+        Verifier::new(&JwtSettings {
+            secret: self.secret.clone().filter(|s| !s.is_empty()),
+            public_key_pem,
+            algorithm: self.algorithm.clone(),
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+        })
+    }
+}
+
 /// A configuration that cannot verify anything.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -92,6 +92,12 @@ pub enum ServerMessage {
     Error {
         message: String,
     },
+    /// The server cannot guarantee the client has every notification (a resume position it
+    /// cannot replay from, a gap too large, or an interrupted Redis subscription): the client
+    /// must reload its inbox over REST, then carry on.
+    Refetch {
+        reason: String,
+    },
 }
 
 impl ServerMessage {

@@ -5,7 +5,11 @@
 //! # Layout
 //! - [`stats`]: percentiles over recorded latencies.
 //! - [`publish`]: the `publish` scenario (api → Postgres write latency and fan-out throughput).
+//! - [`gateway`]: `hold`, `fanout` and `targeted` against a gateway.
+//! - [`clients`]: many WebSocket connections over several source addresses; /proc readings.
 
+mod clients;
+mod gateway;
 mod publish;
 mod stats;
 
@@ -44,6 +48,31 @@ enum Scenario {
     /// Publish latency of single-recipient notifications, then fan-out insert throughput of
     /// large-recipient notifications.
     Publish(publish::Args),
+    /// Idle connections: connect rate and gateway RSS per connection.
+    Hold {
+        #[command(flatten)]
+        target: gateway::Target,
+        /// Seconds to hold the connections before measuring.
+        #[arg(long, default_value_t = 5)]
+        hold_secs: u64,
+    },
+    /// One event to a role held by every connection: last-recipient latency, deliveries per
+    /// second of gateway CPU.
+    Fanout {
+        #[command(flatten)]
+        target: gateway::Target,
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+    },
+    /// Per-user notifications through the api at a fixed rate: publish-to-receive latency.
+    Targeted {
+        #[command(flatten)]
+        target: gateway::Target,
+        #[arg(long, default_value_t = 1_000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
 }
 
 #[tokio::main]
@@ -51,5 +80,14 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.scenario {
         Scenario::Publish(args) => publish::run(&cli.api, &cli.secret, args).await,
+        Scenario::Hold { target, hold_secs } => gateway::hold(&cli.secret, target, hold_secs).await,
+        Scenario::Fanout { target, rounds } => {
+            gateway::fanout(&cli.api, &cli.secret, target, rounds).await
+        }
+        Scenario::Targeted {
+            target,
+            rate,
+            seconds,
+        } => gateway::targeted(&cli.api, &cli.secret, target, rate, seconds).await,
     }
 }

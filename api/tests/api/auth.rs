@@ -215,11 +215,11 @@ async fn with_a_public_key_only_that_algorithm_issuer_and_audience_pass() {
     let key_file = std::env::temp_dir().join(format!("herald-pub-{}.pem", uuid::Uuid::new_v4()));
     std::fs::write(&key_file, &public).unwrap();
     let mut config = test_config(&fresh_database().await, &redis_url());
-    config.jwt_secret = None;
-    config.jwt_public_key_file = Some(key_file);
-    config.jwt_algorithm = Some("RS256".into());
-    config.jwt_issuer = Some("https://host.example".into());
-    config.jwt_audience = Some("herald".into());
+    config.jwt.secret = None;
+    config.jwt.public_key_file = Some(key_file);
+    config.jwt.algorithm = Some("RS256".into());
+    config.jwt.issuer = Some("https://host.example".into());
+    config.jwt.audience = Some("herald".into());
     let app = spawn_with(config).await;
 
     let rs = |claims: &Value| {

@@ -1,0 +1,419 @@
+//! The hub: which connections on this node listen on which Redis channels.
+//!
+//! A connection joins the channels of its user, its roles and the broadcast channel. The hub
+//! counts members per channel; a channel that gains its first member or loses its last one is
+//! marked dirty, and the subscription task ([`crate::fanout`]) turns all dirty channels into one
+//! SUBSCRIBE and one UNSUBSCRIBE, so a connection storm costs a few Redis commands, not one per
+//! connection. A joining connection gets a receiver that fires once its channels are subscribed
+//! (subscribe first, then read, then de-duplicate).
+//!
+//! Delivery ([`Hub::deliver`]) never waits: it `try_send`s the shared frame into each member's
+//! bounded queue; a full queue marks that client slow and it is closed with
+//! [`close::SLOW_CONSUMER`].
+
+use bytes::Bytes;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// Close codes the gateway uses beyond the standard ones.
+pub mod close {
+    /// The client fell behind (its queue filled): reconnect with `since` to resume.
+    pub const SLOW_CONSUMER: u16 = 4000;
+    /// The token expired and no fresh one was sent over the socket.
+    pub const TOKEN_EXPIRED: u16 = 4001;
+    /// The gateway is restarting (drain): reconnect, through nginx, to another one.
+    pub const SERVICE_RESTART: u16 = 1012;
+    /// No frame from the client within the idle timeout.
+    pub const IDLE: u16 = 1001;
+}
+
+pub type ConnId = u64;
+
+/// A frame ready to write: the same bytes go to every connection that gets it. `seq` is the
+/// notification's position for `new_notification` frames, used to drop duplicates.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub bytes: Bytes,
+    pub seq: Option<i64>,
+}
+
+/// What a connection's writer is asked to send.
+#[derive(Debug)]
+pub enum Outbound {
+    Frame(Delivery),
+    Pong(Bytes),
+    Close(u16, &'static str),
+}
+
+/// State shared between a connection's tasks and the hub.
+#[derive(Default)]
+pub struct ConnShared {
+    kick_code: AtomicU16,
+    pub kicked: Notify,
+}
+
+impl ConnShared {
+    /// Asks the connection to close with `code`; the first request wins.
+    pub fn kick(&self, code: u16) {
+        if self
+            .kick_code
+            .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            self.kicked.notify_one();
+        }
+    }
+
+    /// The close code asked for, if any.
+    pub fn kick_code(&self) -> Option<u16> {
+        match self.kick_code.load(Ordering::SeqCst) {
+            0 => None,
+            c => Some(c),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Member {
+    tx: mpsc::Sender<Outbound>,
+    shared: Arc<ConnShared>,
+}
+
+#[derive(Default)]
+struct Channel {
+    members: HashMap<ConnId, Member>,
+    subscribed: bool,
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+#[derive(Default)]
+struct State {
+    channels: HashMap<String, Channel>,
+    conns: HashMap<ConnId, Member>,
+    dirty: HashSet<String>,
+    next_id: ConnId,
+}
+
+/// Why a handshake is refused before upgrading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    NodeFull,
+    UserFull,
+}
+
+/// Outcome of a delivery to one channel.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub written: usize,
+    pub slow: usize,
+}
+
+pub struct Hub {
+    state: RwLock<State>,
+    /// Connections per user (admitted, not yet left), and their total.
+    users: Mutex<(HashMap<String, usize>, usize)>,
+    max_per_user: usize,
+    max_total: usize,
+    /// Poked when a channel becomes dirty.
+    pub dirty: Notify,
+}
+
+/// A place on this node, held from the handshake until the connection ends.
+pub struct Admission {
+    hub: Arc<Hub>,
+    user: String,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut users = self.hub.users.lock().expect("hub lock");
+        let (per_user, total) = &mut *users;
+        *total -= 1;
+        if let Some(n) = per_user.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                per_user.remove(&self.user);
+            }
+        }
+    }
+}
+
+impl Hub {
+    pub fn new(max_per_user: usize, max_total: usize) -> Arc<Self> {
+        Arc::new(Self {
+            state: RwLock::default(),
+            users: Mutex::default(),
+            max_per_user,
+            max_total,
+            dirty: Notify::new(),
+        })
+    }
+
+    /// Reserves a place for one more connection of `user`, or says why not.
+    pub fn admit(self: &Arc<Self>, user: &str) -> Result<Admission, Refusal> {
+        let mut users = self.users.lock().expect("hub lock");
+        let (per_user, total) = &mut *users;
+        if *total >= self.max_total {
+            return Err(Refusal::NodeFull);
+        }
+        let n = per_user.entry(user.to_owned()).or_default();
+        if *n >= self.max_per_user {
+            return Err(Refusal::UserFull);
+        }
+        *n += 1;
+        *total += 1;
+        Ok(Admission {
+            hub: self.clone(),
+            user: user.to_owned(),
+        })
+    }
+
+    /// Admitted connections, and the distinct users they belong to.
+    pub fn presence(&self) -> (usize, Vec<String>) {
+        let users = self.users.lock().expect("hub lock");
+        (users.1, users.0.keys().cloned().collect())
+    }
+
+    /// Adds a connection to `channels`. The receivers fire once every channel is subscribed.
+    pub fn join(
+        &self,
+        channels: &[String],
+        tx: mpsc::Sender<Outbound>,
+        shared: Arc<ConnShared>,
+    ) -> (ConnId, Vec<oneshot::Receiver<()>>) {
+        let member = Member { tx, shared };
+        let mut st = self.state.write().expect("hub lock");
+        st.next_id += 1;
+        let id = st.next_id;
+        st.conns.insert(id, member.clone());
+        let mut ready = Vec::new();
+        let mut poke = false;
+        for name in channels {
+            let ch = st.channels.entry(name.clone()).or_default();
+            ch.members.insert(id, member.clone());
+            if !ch.subscribed {
+                let (tx, rx) = oneshot::channel();
+                ch.waiters.push(tx);
+                ready.push(rx);
+                st.dirty.insert(name.clone());
+                poke = true;
+            }
+        }
+        drop(st);
+        if poke {
+            self.dirty.notify_one();
+        }
+        (id, ready)
+    }
+
+    /// Removes a connection from its channels.
+    pub fn leave(&self, id: ConnId, channels: &[String]) {
+        let mut st = self.state.write().expect("hub lock");
+        st.conns.remove(&id);
+        let mut poke = false;
+        for name in channels {
+            if let Some(ch) = st.channels.get_mut(name) {
+                ch.members.remove(&id);
+                if ch.members.is_empty() {
+                    st.dirty.insert(name.clone());
+                    poke = true;
+                }
+            }
+        }
+        drop(st);
+        if poke {
+            self.dirty.notify_one();
+        }
+    }
+
+    /// Takes the pending subscription changes: channels to SUBSCRIBE (members, not yet
+    /// subscribed) and to UNSUBSCRIBE (no members left; forgotten here).
+    pub fn take_dirty(&self) -> (Vec<String>, Vec<String>) {
+        let mut st = self.state.write().expect("hub lock");
+        let dirty: Vec<String> = st.dirty.drain().collect();
+        let (mut subscribe, mut unsubscribe) = (Vec::new(), Vec::new());
+        for name in dirty {
+            let Some(ch) = st.channels.get(&name) else {
+                continue;
+            };
+            if ch.members.is_empty() {
+                if ch.subscribed {
+                    unsubscribe.push(name.clone());
+                }
+                st.channels.remove(&name);
+            } else if !ch.subscribed {
+                subscribe.push(name);
+            }
+        }
+        (subscribe, unsubscribe)
+    }
+
+    /// Records that `channels` are subscribed and wakes the connections waiting for them.
+    pub fn mark_subscribed(&self, channels: &[String]) {
+        let mut st = self.state.write().expect("hub lock");
+        for name in channels {
+            if let Some(ch) = st.channels.get_mut(name) {
+                ch.subscribed = true;
+                for w in ch.waiters.drain(..) {
+                    let _ = w.send(());
+                }
+            }
+        }
+    }
+
+    /// Every channel currently subscribed (to restore after a Redis reconnect).
+    pub fn subscribed_channels(&self) -> Vec<String> {
+        let st = self.state.read().expect("hub lock");
+        st.channels
+            .iter()
+            .filter(|(_, c)| c.subscribed)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Queues `delivery` for every member of `channel`, never waiting. A member whose queue
+    /// is full is asked to close as a slow consumer.
+    pub fn deliver(&self, channel: &str, delivery: &Delivery) -> Delivered {
+        let st = self.state.read().expect("hub lock");
+        let mut out = Delivered::default();
+        if let Some(ch) = st.channels.get(channel) {
+            for m in ch.members.values() {
+                match m.tx.try_send(Outbound::Frame(delivery.clone())) {
+                    Ok(()) => out.written += 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        if m.shared.kick_code().is_none() {
+                            out.slow += 1;
+                        }
+                        m.shared.kick(close::SLOW_CONSUMER);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+        out
+    }
+
+    /// Queues the same frame for every connection on this node (e.g. "refetch").
+    pub fn deliver_all(&self, delivery: &Delivery) {
+        let st = self.state.read().expect("hub lock");
+        for m in st.conns.values() {
+            if let Err(mpsc::error::TrySendError::Full(_)) =
+                m.tx.try_send(Outbound::Frame(delivery.clone()))
+            {
+                m.shared.kick(close::SLOW_CONSUMER);
+            }
+        }
+    }
+
+    /// Asks every connection to close with `code`, `per_tick` at a time (draining).
+    pub fn connection_handles(&self) -> Vec<Arc<ConnShared>> {
+        let st = self.state.read().expect("hub lock");
+        st.conns.values().map(|m| m.shared.clone()).collect()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.state.read().expect("hub lock").conns.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(
+        hub: &Hub,
+        channels: &[&str],
+        cap: usize,
+    ) -> (
+        ConnId,
+        mpsc::Receiver<Outbound>,
+        Arc<ConnShared>,
+        Vec<oneshot::Receiver<()>>,
+    ) {
+        let (tx, rx) = mpsc::channel(cap);
+        let shared = Arc::new(ConnShared::default());
+        let names: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
+        let (id, ready) = hub.join(&names, tx, shared.clone());
+        (id, rx, shared, ready)
+    }
+
+    fn frame(text: &'static str) -> Delivery {
+        Delivery {
+            bytes: Bytes::from_static(text.as_bytes()),
+            seq: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn subscription_changes_are_batched_and_counted_per_channel() {
+        let hub = Hub::new(10, 100);
+        let (a, _ra, _, ready_a) = conn(&hub, &["u:1", "b"], 8);
+        let (b, _rb, _, ready_b) = conn(&hub, &["u:2", "b"], 8);
+        let (mut sub, unsub) = hub.take_dirty();
+        sub.sort();
+        assert_eq!(sub, ["b", "u:1", "u:2"], "one batch, each channel once");
+        assert!(unsub.is_empty());
+        hub.mark_subscribed(&sub);
+        for r in ready_a.into_iter().chain(ready_b) {
+            r.await.expect("woken once subscribed");
+        }
+        hub.leave(a, &["u:1".into(), "b".into()]);
+        assert_eq!(
+            hub.take_dirty(),
+            (vec![], vec!["u:1".to_owned()]),
+            "b still has a member"
+        );
+        hub.leave(b, &["u:2".into(), "b".into()]);
+        let (_, mut unsub) = hub.take_dirty();
+        unsub.sort();
+        assert_eq!(unsub, ["b", "u:2"]);
+        assert!(hub.subscribed_channels().is_empty());
+    }
+
+    #[tokio::test]
+    async fn delivery_reaches_members_only_and_a_full_queue_kicks_the_slow_one() {
+        let hub = Hub::new(10, 100);
+        let (_, mut fast, _, _) = conn(&hub, &["u:1"], 8);
+        let (_, _stuck, slow_shared, _) = conn(&hub, &["u:1"], 1);
+        let (_, mut other, _, _) = conn(&hub, &["u:2"], 8);
+        assert_eq!(
+            hub.deliver("u:1", &frame("a")),
+            Delivered {
+                written: 2,
+                slow: 0
+            }
+        );
+        assert_eq!(
+            hub.deliver("u:1", &frame("b")),
+            Delivered {
+                written: 1,
+                slow: 1
+            }
+        );
+        assert_eq!(slow_shared.kick_code(), Some(close::SLOW_CONSUMER));
+        assert!(matches!(fast.recv().await, Some(Outbound::Frame(d)) if &d.bytes[..] == b"a"));
+        assert!(matches!(fast.recv().await, Some(Outbound::Frame(d)) if &d.bytes[..] == b"b"));
+        assert!(other.try_recv().is_err(), "u:2 gets nothing of u:1's");
+    }
+
+    #[test]
+    fn admission_enforces_per_user_and_node_limits_and_gives_back_on_drop() {
+        let hub = Hub::new(2, 3);
+        let a1 = hub.admit("a").unwrap();
+        let _a2 = hub.admit("a").unwrap();
+        assert_eq!(hub.admit("a").err(), Some(Refusal::UserFull));
+        let _b = hub.admit("b").unwrap();
+        assert_eq!(hub.admit("c").err(), Some(Refusal::NodeFull));
+        drop(a1);
+        assert!(hub.admit("c").is_ok());
+        let (n, mut users) = hub.presence();
+        users.sort();
+        assert_eq!(
+            (n, users),
+            (2, vec!["a".to_owned(), "b".into()]),
+            "a1 and c gave theirs back"
+        );
+    }
+}

@@ -1,0 +1,31 @@
+//! Herald's gateway: the WebSocket edge. It authenticates clients with JWT, subscribes to Redis
+//! for exactly the users and roles it has connected, and writes each published frame to every
+//! matching connection. It holds no state that matters after a restart and never opens a
+//! database connection: resume reads and `mark_read` go through the api.
+//!
+//! # Layout
+//! - [`config`]: the typed configuration, from the environment.
+//! - [`startup`]: builds the gateway, accept loop, drain on shutdown.
+//! - [`http`]: handshake checks (origin, token, limits) and the upgrade; health and metrics.
+//! - [`session`]: one connection: reader and writer tasks, commands, resume, heartbeat, expiry.
+//! - [`frames`]: client frame checks and reassembly under a size cap; close codes.
+//! - [`writer`]: a write half that sends queued frames in one write and holds no idle buffer.
+//! - [`hub`]: which connections want which channels; batched subscription changes; delivery.
+//! - [`fanout`]: the Redis subscriber tasks.
+//! - [`presence`]: connection counts and online users reported to Redis.
+//! - [`api_client`]: the calls to the api.
+//! - [`metrics`].
+
+#![forbid(unsafe_code)]
+
+pub mod api_client;
+pub mod config;
+pub mod fanout;
+pub mod frames;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod presence;
+pub mod session;
+pub mod startup;
+pub mod writer;

@@ -1,0 +1,576 @@
+//! One WebSocket connection: a reader task (client → server: commands, pings, close) and a
+//! writer task (server → client: greeting, replay, live frames, heartbeat, close), which own the
+//! two halves of the socket. fastwebsockets' `read_frame` is not cancel-safe, so the reader never
+//! sits in a `select!`; everything that must interrupt a connection goes through the writer,
+//! which closes the socket and so ends the reader.
+//!
+//! Protocol (SPEC §6): text `ping` → `pong`; `mark_read:<id>` → persisted through the api, then
+//! `marked_read` reaches every tab through Redis; `auth:<jwt>` → a fresh token for the same user
+//! (the connection then outlives the old token's expiry). Anything else → an `error` frame.
+
+use crate::api_client::{ApiClient, MarkRead, ReplayError};
+use crate::frames::{self, Assembler, Message};
+use crate::hub::{Admission, ConnShared, Delivery, Hub, Outbound, close};
+use crate::metrics::Metrics;
+use crate::writer::Coalescing;
+use bytes::Bytes;
+use fastwebsockets::{Frame, Payload, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite};
+use herald_core::auth::{Claims, Verifier, now_unix};
+use herald_core::keys::Keys;
+use herald_core::wire::{Notification, ServerMessage};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+/// Frames written per flush at most.
+const BATCH: usize = 64;
+/// How long one flush may stall on a client that does not read before it is dropped.
+const WRITE_STALL: Duration = Duration::from_secs(10);
+/// How long a new connection waits for its Redis subscriptions.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(5);
+
+/// What every connection on this node shares.
+pub struct Context {
+    pub hub: Arc<Hub>,
+    pub keys: Keys,
+    pub api: ApiClient,
+    pub verifier: Verifier,
+    pub metrics: Metrics,
+    pub max_message_bytes: usize,
+    pub max_messages_per_sec: u32,
+    pub outbound_queue: usize,
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+    pub replay_max: usize,
+}
+
+/// Where a resuming client says it left off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    Id(Uuid),
+    /// `since` was given but is not a notification id.
+    Invalid,
+}
+
+/// A verified client, ready to be served.
+pub struct Session {
+    pub claims: Claims,
+    pub token: String,
+    pub since: Option<Since>,
+}
+
+/// The token a connection currently holds (it may be refreshed over the socket), and when it
+/// expires on tokio's clock (so paused-time tests see the same deadline the code does).
+struct TokenState {
+    token: Mutex<String>,
+    deadline: Mutex<Instant>,
+}
+
+impl TokenState {
+    fn new(token: String, exp: u64) -> Self {
+        Self {
+            token: Mutex::new(token),
+            deadline: Mutex::new(Instant::now() + until_exp(exp)),
+        }
+    }
+
+    fn refresh(&self, token: &str, exp: u64) {
+        *self.token.lock().expect("token lock") = token.to_owned();
+        *self.deadline.lock().expect("token lock") = Instant::now() + until_exp(exp);
+    }
+
+    fn current(&self) -> String {
+        self.token.lock().expect("token lock").clone()
+    }
+
+    fn deadline(&self) -> Instant {
+        *self.deadline.lock().expect("token lock")
+    }
+}
+
+/// When the client was last heard from, in ms since `epoch`.
+struct Liveness {
+    epoch: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Liveness {
+    fn touch(&self) {
+        self.last_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// The Redis channels a user's connection listens on.
+pub fn channels_for(keys: &Keys, claims: &Claims) -> Vec<String> {
+    let mut channels = vec![keys.user_channel(&claims.sub), keys.broadcast_channel()];
+    channels.extend(claims.roles.iter().map(|r| keys.role_channel(r)));
+    channels
+}
+
+fn text(message: &ServerMessage) -> Delivery {
+    Delivery {
+        bytes: Bytes::from(message.to_json()),
+        seq: None,
+    }
+}
+
+fn error_frame(message: &str) -> Delivery {
+    text(&ServerMessage::Error {
+        message: message.to_owned(),
+    })
+}
+
+/// Serves one upgraded connection until it ends.
+pub async fn serve<S>(
+    mut ws: WebSocket<S>,
+    session: Session,
+    admission: Admission,
+    ctx: Arc<Context>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    ws.set_auto_pong(false);
+    ws.set_auto_close(false);
+    // fastwebsockets checks size per frame (`len >= max`); the assembler checks the total.
+    ws.set_max_message_size(ctx.max_message_bytes + 1);
+    ws.set_writev(true);
+    ws.set_writev_threshold(0);
+    let (read, write) = ws.split(|s| {
+        let (r, w) = tokio::io::split(s);
+        (r, Coalescing::new(w))
+    });
+
+    let channels = channels_for(&ctx.keys, &session.claims);
+    let (tx, rx) = mpsc::channel(ctx.outbound_queue);
+    let shared = Arc::new(ConnShared::default());
+    let (id, ready) = ctx.hub.join(&channels, tx.clone(), shared.clone());
+    ctx.metrics.connections.inc();
+
+    let token = Arc::new(TokenState::new(session.token, session.claims.exp));
+    let liveness = Arc::new(Liveness {
+        epoch: Instant::now(),
+        last_ms: AtomicU64::new(0),
+    });
+    let user = session.claims.sub.clone();
+
+    let mut reader = tokio::spawn(read_loop(
+        read,
+        tx,
+        ctx.clone(),
+        token.clone(),
+        liveness.clone(),
+        user.clone(),
+    ));
+    let mut writer = tokio::spawn(write_loop(
+        write,
+        rx,
+        ready,
+        ctx.clone(),
+        shared.clone(),
+        token,
+        liveness,
+        user,
+        session.since,
+    ));
+
+    tokio::select! {
+        ended = &mut reader => {
+            // The client closed, went away, or broke the protocol: the writer says goodbye.
+            let code = match ended {
+                Ok(ReadEnd::Violation(c)) => c,
+                Ok(ReadEnd::Closed(c)) => c.unwrap_or(1000),
+                _ => 1000,
+            };
+            shared.kick(code);
+            if tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
+                writer.abort();
+            }
+        }
+        _ = &mut writer => {
+            // We closed (slow, expired, idle, drain) or the socket failed: give the client a
+            // moment to answer the close, then stop reading.
+            if tokio::time::timeout(Duration::from_secs(1), &mut reader).await.is_err() {
+                reader.abort();
+            }
+        }
+    }
+    ctx.hub.leave(id, &channels);
+    ctx.metrics.connections.dec();
+    drop(admission);
+}
+
+enum ReadEnd {
+    /// The client sent a close frame (with this code).
+    Closed(Option<u16>),
+    /// The client broke the protocol; close with this code.
+    Violation(u16),
+    /// The connection dropped, or the writer is gone.
+    Gone,
+}
+
+/// Allows `rate` messages per second with bursts of `2 × rate`.
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32) -> Self {
+        let rate = f64::from(rate.max(1));
+        Self {
+            rate,
+            tokens: rate * 2.0,
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate)
+            .min(self.rate * 2.0);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+async fn read_loop<S>(
+    mut ws: WebSocketRead<ReadHalf<S>>,
+    tx: mpsc::Sender<Outbound>,
+    ctx: Arc<Context>,
+    token: Arc<TokenState>,
+    liveness: Arc<Liveness>,
+    user: String,
+) -> ReadEnd
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut assembler = Assembler::new(ctx.max_message_bytes);
+    let mut bucket = Bucket::new(ctx.max_messages_per_sec);
+    // Automatic pong and close are off, so fastwebsockets never needs to send anything itself.
+    let mut obligated = |_: Frame<'static>| async { Ok::<(), WebSocketError>(()) };
+    loop {
+        let mut frame = match ws.read_frame(&mut obligated).await {
+            Ok(f) => f,
+            Err(e) => {
+                return match frames::close_code_for(&e) {
+                    Some(code) => ReadEnd::Violation(code),
+                    None => ReadEnd::Gone,
+                };
+            }
+        };
+        liveness.touch();
+        if !frames::is_masked(&mut frame) {
+            return ReadEnd::Violation(frames::code::PROTOCOL_ERROR);
+        }
+        let message = match assembler.push(frame.fin, frame.opcode, &frame.payload) {
+            Ok(Some(m)) => m,
+            Ok(None) => continue,
+            Err(v) => return ReadEnd::Violation(v.0),
+        };
+        let reply = match message {
+            Message::Ping(payload) => Some(Outbound::Pong(Bytes::from(payload))),
+            Message::Pong => None,
+            Message::Close(code) => return ReadEnd::Closed(code),
+            Message::Binary => Some(Outbound::Frame(error_frame(
+                "binary messages are not supported",
+            ))),
+            Message::Text(t) if !bucket.take() => {
+                let _ = t;
+                Some(Outbound::Frame(error_frame("too many messages: slow down")))
+            }
+            Message::Text(t) => command(&t, &ctx, &token, &user, &tx),
+        };
+        if let Some(out) = reply
+            && tx.send(out).await.is_err()
+        {
+            return ReadEnd::Gone;
+        }
+    }
+}
+
+/// Acts on one text command; returns the immediate reply, if any.
+fn command(
+    text: &str,
+    ctx: &Arc<Context>,
+    token: &Arc<TokenState>,
+    user: &str,
+    tx: &mpsc::Sender<Outbound>,
+) -> Option<Outbound> {
+    let text = text.trim();
+    if text == "ping" {
+        return Some(Outbound::Frame(Delivery {
+            bytes: Bytes::from_static(b"pong"),
+            seq: None,
+        }));
+    }
+    if let Some(raw) = text.strip_prefix("mark_read:") {
+        let Ok(id) = Uuid::parse_str(raw.trim()) else {
+            return Some(Outbound::Frame(error_frame(
+                "mark_read needs a notification id",
+            )));
+        };
+        let (ctx, tx) = (ctx.clone(), tx.clone());
+        let current = token.current();
+        tokio::spawn(async move {
+            let answer = match ctx.api.mark_read(&current, id).await {
+                MarkRead::Done => return,
+                MarkRead::NotFound => "Notification not found".to_owned(),
+                MarkRead::Failed(why) => {
+                    tracing::warn!(cause = %why, "mark_read through the api failed");
+                    "could not mark the notification read, try again".to_owned()
+                }
+            };
+            let _ = tx.send(Outbound::Frame(error_frame(&answer))).await;
+        });
+        return None;
+    }
+    if let Some(fresh) = text.strip_prefix("auth:") {
+        let fresh = fresh.trim();
+        return match ctx.verifier.verify(fresh) {
+            Ok(claims) if claims.sub == user => {
+                token.refresh(fresh, claims.exp);
+                None
+            }
+            Ok(_) => Some(Outbound::Frame(error_frame(
+                "the new token is for another user",
+            ))),
+            Err(e) => {
+                ctx.metrics
+                    .auth_failures
+                    .with_label_values(&[e.reason()])
+                    .inc();
+                Some(Outbound::Frame(error_frame(&format!("token refused: {e}"))))
+            }
+        };
+    }
+    Some(Outbound::Frame(error_frame("unknown command")))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_loop<S>(
+    mut ws: WebSocketWrite<Coalescing<WriteHalf<S>>>,
+    mut rx: mpsc::Receiver<Outbound>,
+    ready: Vec<tokio::sync::oneshot::Receiver<()>>,
+    ctx: Arc<Context>,
+    shared: Arc<ConnShared>,
+    token: Arc<TokenState>,
+    liveness: Arc<Liveness>,
+    user: String,
+    since: Option<Since>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Subscribe first, then greet (so anything published after the greeting arrives), then
+    // read what was missed, then de-duplicate against live frames by position.
+    let subscribed = tokio::time::timeout(SUBSCRIBE_WAIT, async {
+        for r in ready {
+            let _ = r.await;
+        }
+    })
+    .await
+    .is_ok();
+    let greeting = ServerMessage::ConnectionEstablished {
+        message: "Connected to notification service".to_owned(),
+        user_id: user,
+    };
+    if send_now(&mut ws, &text(&greeting)).await.is_err() {
+        return;
+    }
+    let mut last_seq = i64::MIN;
+    let mut refetch = (!subscribed).then_some("subscription not ready");
+    match since {
+        None => {}
+        Some(Since::Invalid) => refetch = Some("since is not a notification id"),
+        Some(Since::Id(id)) => {
+            let current = token.current();
+            match ctx.api.replay(&current, id, ctx.replay_max).await {
+                Ok(missed) => {
+                    for n in missed {
+                        if write(&mut ws, &replayed(n), &mut last_seq).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(ReplayError::Unknown) => refetch = Some("cannot resume from that notification"),
+                Err(ReplayError::TooMany) => refetch = Some("too many missed notifications"),
+                Err(ReplayError::Unavailable(why)) => {
+                    tracing::warn!(cause = %why, "resume read failed");
+                    refetch = Some("could not replay missed notifications");
+                }
+            }
+        }
+    }
+    if let Some(reason) = refetch {
+        let frame = text(&ServerMessage::Refetch {
+            reason: reason.to_owned(),
+        });
+        if write(&mut ws, &frame, &mut last_seq).await.is_err() {
+            return;
+        }
+    }
+    if flush(&mut ws).await.is_err() {
+        return;
+    }
+
+    let mut ping = tokio::time::interval_at(Instant::now() + ctx.ping_interval, ctx.ping_interval);
+    let expiry = tokio::time::sleep_until(token.deadline());
+    tokio::pin!(expiry);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shared.kicked.notified() => {
+                let code = shared.kick_code().unwrap_or(1000);
+                let _ = close_with(&mut ws, code).await;
+                return;
+            }
+            out = rx.recv() => {
+                let Some(first) = out else { return };
+                let mut next = Some(first);
+                let mut n = 0;
+                while let Some(out) = next.take() {
+                    match out {
+                        Outbound::Frame(d) => {
+                            match write(&mut ws, &d, &mut last_seq).await {
+                                Ok(true) => ctx.metrics.delivered.inc(),
+                                Ok(false) => ctx.metrics.dropped.with_label_values(&["duplicate"]).inc(),
+                                Err(_) => return,
+                            }
+                        }
+                        Outbound::Pong(p) => {
+                            if ws.write_frame(Frame::pong(Payload::Borrowed(&p))).await.is_err() {
+                                return;
+                            }
+                        }
+                        Outbound::Close(code, _) => {
+                            let _ = close_with(&mut ws, code).await;
+                            return;
+                        }
+                    }
+                    n += 1;
+                    if n < BATCH {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                // A client that stops reading blocks this flush; its queue then fills and the hub
+                // kicks it, which must end the connection now, not after the stall timeout.
+                let flushed = tokio::select! {
+                    r = flush(&mut ws) => r.is_ok(),
+                    _ = shared.kicked.notified() => false,
+                };
+                if !flushed {
+                    if shared.kick_code().is_none() {
+                        shared.kick(close::SLOW_CONSUMER);
+                        ctx.metrics.slow_closes.inc();
+                    }
+                    return;
+                }
+            }
+            _ = ping.tick() => {
+                if liveness.silent_for() > ctx.idle_timeout {
+                    let _ = close_with(&mut ws, close::IDLE).await;
+                    return;
+                }
+                if ws.write_frame(Frame::new(true, fastwebsockets::OpCode::Ping, None, Payload::Borrowed(b""))).await.is_err()
+                    || flush(&mut ws).await.is_err()
+                {
+                    return;
+                }
+            }
+            _ = &mut expiry => {
+                let deadline = token.deadline();
+                if deadline > Instant::now() {
+                    expiry.as_mut().reset(deadline);
+                } else {
+                    let _ = close_with(&mut ws, close::TOKEN_EXPIRED).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Time left until `exp` (unix seconds).
+fn until_exp(exp: u64) -> Duration {
+    Duration::from_secs(exp.saturating_sub(now_unix()))
+}
+
+fn replayed(n: Notification) -> Delivery {
+    let seq = n.seq;
+    let mut d = text(&ServerMessage::NewNotification { notification: n });
+    d.seq = Some(seq);
+    d
+}
+
+/// Writes a frame unless it is a notification already delivered (by position); `Ok(false)`
+/// when skipped as a duplicate.
+async fn write<W: AsyncWrite + Unpin>(
+    ws: &mut WebSocketWrite<W>,
+    d: &Delivery,
+    last_seq: &mut i64,
+) -> Result<bool, WebSocketError> {
+    if let Some(seq) = d.seq {
+        if seq <= *last_seq {
+            return Ok(false);
+        }
+        *last_seq = seq;
+    }
+    ws.write_frame(Frame::text(Payload::Borrowed(&d.bytes)))
+        .await?;
+    Ok(true)
+}
+
+async fn send_now<W: AsyncWrite + Unpin>(
+    ws: &mut WebSocketWrite<W>,
+    d: &Delivery,
+) -> Result<(), WebSocketError> {
+    ws.write_frame(Frame::text(Payload::Borrowed(&d.bytes)))
+        .await?;
+    flush(ws).await
+}
+
+/// Flushes pending frames; a client that does not read for [`WRITE_STALL`] is given up on.
+async fn flush<W: AsyncWrite + Unpin>(ws: &mut WebSocketWrite<W>) -> Result<(), WebSocketError> {
+    match tokio::time::timeout(WRITE_STALL, ws.flush()).await {
+        Ok(r) => r,
+        Err(_) => Err(WebSocketError::ConnectionClosed),
+    }
+}
+
+fn reason(code: u16) -> &'static [u8] {
+    match code {
+        close::SLOW_CONSUMER => b"slow consumer: reconnect with since to resume",
+        close::TOKEN_EXPIRED => b"token expired",
+        close::SERVICE_RESTART => b"service restart: reconnect",
+        close::IDLE => b"idle timeout",
+        frames::code::TOO_BIG => b"message too big",
+        frames::code::PROTOCOL_ERROR => b"protocol error",
+        frames::code::INVALID_PAYLOAD => b"invalid UTF-8",
+        _ => b"",
+    }
+}
+
+async fn close_with<W: AsyncWrite + Unpin>(
+    ws: &mut WebSocketWrite<W>,
+    code: u16,
+) -> Result<(), WebSocketError> {
+    ws.write_frame(Frame::close(code, reason(code))).await?;
+    tokio::time::timeout(Duration::from_secs(1), ws.flush())
+        .await
+        .unwrap_or(Err(WebSocketError::ConnectionClosed))
+}

@@ -1,0 +1,175 @@
+//! Builds a gateway from its [`Config`] and a bound listener, serves until the shutdown future
+//! completes, then drains: stop accepting, close every client with 1012 spread over the drain
+//! window (no thundering herd on the other nodes), withdraw presence.
+
+use crate::api_client::ApiClient;
+use crate::config::Config;
+use crate::fanout;
+use crate::http;
+use crate::hub::{Hub, close};
+use crate::metrics::Metrics;
+use crate::presence;
+use crate::session::Context;
+use anyhow::Context as _;
+use fred::clients::SubscriberClient;
+use fred::prelude::{Client, ClientLike};
+use herald_core::keys::Keys;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// What the HTTP handlers share.
+pub struct Shared {
+    pub ctx: Arc<Context>,
+    pub subscriber: SubscriberClient,
+    pub draining: AtomicBool,
+    pub origins: Vec<String>,
+}
+
+pub struct Gateway {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    presence_client: Client,
+    node: String,
+    drain: Duration,
+    presence_interval: Duration,
+}
+
+impl Gateway {
+    pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
+        let verifier = config.jwt.verifier().context("JWT configuration")?;
+        let addr = listener.local_addr()?;
+        let node = config.node_id.clone().unwrap_or_else(|| {
+            format!(
+                "gw-{}-{}",
+                addr.port(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            )
+        });
+        let metrics = Metrics::new();
+        let hub = Hub::new(config.max_connections_per_user, config.max_connections);
+        let ctx = Arc::new(Context {
+            hub: hub.clone(),
+            keys: Keys::new(config.redis_prefix.clone()),
+            api: ApiClient::new(&config.api_url),
+            verifier,
+            metrics: metrics.clone(),
+            max_message_bytes: config.max_message_bytes,
+            max_messages_per_sec: config.max_messages_per_sec,
+            outbound_queue: config.outbound_queue,
+            ping_interval: config.ping_interval(),
+            idle_timeout: config.idle_timeout(),
+            replay_max: config.replay_max,
+        });
+        let subscriber = fanout::subscriber(config.redis_url.expose()).context("REDIS_URL")?;
+        fanout::start(subscriber.clone(), hub, metrics);
+        let presence_client = fanout::client(config.redis_url.expose())?;
+        let _presence_connection = presence_client.connect();
+        Ok(Self {
+            listener,
+            shared: Arc::new(Shared {
+                ctx,
+                subscriber,
+                draining: AtomicBool::new(false),
+                origins: config.origins(),
+            }),
+            presence_client,
+            node,
+            drain: Duration::from_secs(config.drain_secs),
+            presence_interval: Duration::from_secs(config.presence_interval_secs.max(1)),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    /// Serves until `shutdown` completes, then drains.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let keys = self.shared.ctx.keys.clone();
+        let presence = tokio::spawn(presence::run(
+            self.presence_client.clone(),
+            keys.clone(),
+            self.node.clone(),
+            self.shared.ctx.hub.clone(),
+            self.presence_interval,
+        ));
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10));
+        let builder = Arc::new(builder);
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, _) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!(cause = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break,
+            };
+            let _ = tcp.set_nodelay(true);
+            let (builder, shared) = (builder.clone(), self.shared.clone());
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req| http::handle(req, shared.clone()));
+                if let Err(e) = builder
+                    .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                    .await
+                {
+                    tracing::debug!(cause = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(self.listener);
+        self.shared.draining.store(true, Ordering::SeqCst);
+        drain(&self.shared.ctx.hub, self.drain).await;
+        presence.abort();
+        let _ = presence::withdraw(&self.presence_client, &keys, &self.node).await;
+        let _ = self.shared.subscriber.quit().await;
+        let _ = self.presence_client.quit().await;
+        Ok(())
+    }
+}
+
+/// Closes every connection with 1012, spread evenly over `window`, then waits (bounded) for
+/// them to finish.
+async fn drain(hub: &Hub, window: Duration) {
+    let conns = hub.connection_handles();
+    tracing::info!(
+        connections = conns.len(),
+        window_secs = window.as_secs(),
+        "draining"
+    );
+    let ticks = (window.as_millis() / 50).max(1) as usize;
+    let per_tick = conns.len().div_ceil(ticks).max(1);
+    for chunk in conns.chunks(per_tick) {
+        for c in chunk {
+            c.kick(close::SERVICE_RESTART);
+        }
+        if chunk.len() == per_tick {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while hub.connections() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

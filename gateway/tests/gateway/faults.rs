@@ -1,0 +1,177 @@
+//! Faults: a slow client is closed at its queue bound while others keep receiving; a killed Redis
+//! subscription is restored and clients are told to refetch; a SIGKILLed gateway's clients
+//! reconnect through nginx to the other and, resuming, lose nothing.
+
+use crate::helpers::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_at_its_bound_and_others_keep_receiving() {
+    let s = stack().await;
+    let gw = s.gateway(|c| c.outbound_queue = 16).await;
+    let addr = gw.addr.to_string();
+    let stalled = open(&addr, &token("slow", &["crowd"]), None).await;
+    let mut healthy = open(&addr, &token("fast", &["crowd"]), None).await;
+    // Large events fill the stalled client's socket buffers, then its 16-frame queue.
+    // (16 KiB is the api's limit for `data`.)
+    let blob = "x".repeat(15_000);
+    for i in 0..1_500 {
+        s.event(json!({"event": "bulk", "roles": ["crowd"], "data": {"i": i, "blob": blob}}))
+            .await;
+        let frame = healthy.next().await;
+        assert_eq!(
+            frame["data"]["i"], i,
+            "the healthy client gets everything, in order"
+        );
+    }
+    let metric = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    // The close is asynchronous: poll the gateway's own gauges for it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metric(&text, "herald_gateway_connections ") == Some(1.0) {
+            assert_eq!(
+                metric(&text, "herald_gateway_slow_client_closes_total "),
+                Some(1.0),
+                "{text}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled client was never closed: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    healthy.send("ping").await;
+    assert_eq!(
+        healthy.next().await,
+        json!("pong"),
+        "the healthy client is still served"
+    );
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn a_killed_redis_subscription_is_restored_and_clients_are_told_to_refetch() {
+    let redis = PrivateRedis::start().await;
+    let s = stack_on(&redis.url()).await;
+    let gw = s.gateway(|_| {}).await;
+    let addr = gw.addr.to_string();
+    let mut tab = open(&addr, &token("alice", &[]), None).await;
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    let frame = tab.next().await;
+    assert_eq!(
+        frame,
+        json!({"type": "refetch", "reason": "subscription interrupted"})
+    );
+    s.notify("alice", "after the kill").await;
+    assert_eq!(
+        tab.next().await["notification"]["title"],
+        "after the kill",
+        "resubscribed by itself"
+    );
+}
+
+#[tokio::test]
+async fn after_a_redis_restart_the_node_resubscribes_and_a_resuming_client_loses_nothing() {
+    let redis = PrivateRedis::start().await;
+    let s = stack_on(&redis.url()).await;
+    let gw = s.gateway(|_| {}).await;
+    let addr = gw.addr.to_string();
+    let alice = token("alice", &[]);
+    let mut tab = open(&addr, &alice, None).await;
+    let seen = s.notify("alice", "before").await;
+    assert_eq!(tab.next().await["notification"]["title"], "before");
+    let redis = redis.restart().await;
+    // Published while the subscription may be down: committed, and relayed once Redis is back.
+    s.notify("alice", "during").await;
+    let frame = tab.next().await;
+    // The refetch comes first, or the notification itself if the node was back in time.
+    let mut titles = Vec::new();
+    if frame["type"] == "refetch" {
+        let mut back = open(&addr, &alice, Some(seen["id"].as_str().unwrap())).await;
+        titles.push(back.next().await["notification"]["title"].clone());
+    } else {
+        titles.push(frame["notification"]["title"].clone());
+    }
+    assert_eq!(titles, [json!("during")]);
+    drop(redis);
+}
+
+#[tokio::test]
+async fn after_a_gateway_is_killed_its_clients_resume_through_the_other_and_lose_nothing() {
+    let s = stack().await;
+    let (pa, pb) = (free_port(), free_port());
+    let logs =
+        std::env::temp_dir().join(format!("herald-gw-logs-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&logs).unwrap();
+    let mut a = s.gateway_process(pa, &logs.join("a.log"));
+    let mut b = s.gateway_process(pb, &logs.join("b.log"));
+    wait_listening(&format!("127.0.0.1:{pa}")).await;
+    wait_listening(&format!("127.0.0.1:{pb}")).await;
+    let nginx = Nginx::start(&[format!("127.0.0.1:{pa}"), format!("127.0.0.1:{pb}")]).await;
+    let alice = token("alice", &[]);
+    let mut tab = open(&format!("127.0.0.1:{pa}"), &alice, None).await;
+    let last = s.notify("alice", "before").await;
+    assert_eq!(tab.next().await["notification"]["title"], "before");
+
+    a.kill().unwrap();
+    a.wait().unwrap();
+    assert_eq!(tab.closed().await, None, "the socket just dies");
+    for i in 0..10 {
+        s.notify("alice", &format!("while-away-{i}")).await;
+    }
+    let mut back = open(
+        &format!("127.0.0.1:{}", nginx.port),
+        &alice,
+        Some(last["id"].as_str().unwrap()),
+    )
+    .await;
+    for i in 0..10 {
+        assert_eq!(
+            back.next().await["notification"]["title"],
+            format!("while-away-{i}")
+        );
+    }
+    let _ = b.kill();
+    let _ = b.wait();
+    for name in ["a.log", "b.log"] {
+        let text = std::fs::read_to_string(logs.join(name)).unwrap();
+        assert!(
+            text.contains("herald-gateway listening"),
+            "{name} logged at debug level"
+        );
+        assert!(!text.contains(&alice), "the token never appears in {name}");
+    }
+    assert!(!nginx.logs().contains(&alice), "nor in nginx's logs");
+}
+
+#[tokio::test]
+async fn a_draining_gateway_closes_its_clients_with_service_restart_and_refuses_new_ones() {
+    let s = stack().await;
+    let gw = s.gateway(|c| c.drain_secs = 1).await;
+    let addr = gw.addr.to_string();
+    let mut tabs = Vec::new();
+    for i in 0..5 {
+        tabs.push(open(&addr, &token(&format!("user-{i}"), &[]), None).await);
+    }
+    let stopping = tokio::spawn(gw.stop());
+    for tab in &mut tabs {
+        assert_eq!(tab.closed().await, Some(1012));
+    }
+    stopping.await.unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(&addr).await.is_err(),
+        "no longer accepting"
+    );
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the gateway with the real api, Postgres, Redis and nginx. Every test
+//! gets a fresh database and its own Redis prefix.
+
+mod bad_input;
+mod delivery;
+mod faults;
+mod helpers;
+mod resume;
+mod timing;
