@@ -140,6 +140,16 @@ impl Stack {
     /// A gateway as a child process (so a test can SIGKILL it), logging at debug level to
     /// `log`.
     pub fn gateway_process(&self, port: u16, log: &std::path::Path) -> Child {
+        self.gateway_process_with(port, log, &[])
+    }
+
+    /// As [`Stack::gateway_process`], with extra environment.
+    pub fn gateway_process_with(
+        &self,
+        port: u16,
+        log: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Child {
         let c = self.gateway_config();
         let log = std::fs::File::create(log).expect("log file");
         Command::new(env!("CARGO_BIN_EXE_herald-gateway"))
@@ -150,6 +160,7 @@ impl Stack {
             .env("HERALD_JWT_SECRET", SECRET)
             .env("CORS_ALLOWED_ORIGINS", "http://app.example")
             .env("RUST_LOG", "debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
