@@ -49,7 +49,7 @@ SERVICES=(
     "api herald-api $HERALD_API_ADDR HERALD_API_ADDR=$HERALD_API_ADDR"
     "gateway1 herald-gateway 127.0.0.1:8011 HERALD_GATEWAY_ADDR=127.0.0.1:8011 HERALD_NODE_ID=gateway1 HERALD_API_URL=http://$HERALD_API_ADDR"
     "gateway2 herald-gateway 127.0.0.1:8012 HERALD_GATEWAY_ADDR=127.0.0.1:8012 HERALD_NODE_ID=gateway2 HERALD_API_URL=http://$HERALD_API_ADDR"
-    # Later: "worker herald-worker 127.0.0.1:8021 HERALD_WORKER_METRICS_ADDR=127.0.0.1:8021"
+    "worker herald-worker 127.0.0.1:8021 HERALD_WORKER_ADDR=127.0.0.1:8021 HERALD_MAIL_DIR=$RUN_DIR/mail"
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -165,8 +165,11 @@ ensure_packages() {
     have redis-cli || missing+=(redis-tools)
     have nginx || missing+=(nginx)
     have curl || missing+=(curl)
+    have openssl || missing+=(openssl)
+    # A real SMTP server for the worker's tests (Debian's python3, not a pyenv one).
+    /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(python3-aiosmtpd)
     if ((${#missing[@]} == 0)); then
-        log "system packages present (postgresql, redis-server, nginx, curl)"
+        log "system packages present (postgresql, redis-server, nginx, curl, openssl, python3-aiosmtpd)"
         return 0
     fi
     log "installing missing packages: ${missing[*]}"
@@ -603,6 +606,7 @@ Herald is up.
   public URL (nginx):  $HERALD_PUBLIC_URL
   api (direct):        http://$HERALD_API_ADDR
   logs:                $LOG_DIR/  (nginx: $NGINX_DIR/access.log, error.log)
+  emails (.eml):       $RUN_DIR/mail/  (set SMTP_HOST to send through a real server)
   stop:                $0 down
 
 Try it (tokens are signed with the same HERALD_JWT_SECRET as this 'up'):

@@ -87,6 +87,9 @@ pub struct PublishNotificationBody {
     pub channels: Option<Vec<String>>,
     /// A retry with the same key returns the first answer and creates nothing.
     pub idempotency_key: Option<String>,
+    /// With the `email` channel: email only if the user has not seen (or read) the notification
+    /// in the app within this many minutes (1..10080).
+    pub email_if_unseen_minutes: Option<u32>,
 }
 
 /// `POST /api/events` body.
@@ -128,6 +131,7 @@ pub struct NewNotification {
     pub triggered_by_name: Option<String>,
     pub channels: Vec<Channel>,
     pub idempotency_key: Option<String>,
+    pub email_if_unseen_minutes: Option<u32>,
 }
 
 /// A live event that passed every rule.
@@ -350,6 +354,13 @@ impl NewNotification {
                 format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters"),
             );
         }
+        if let Some(minutes) = body.email_if_unseen_minutes {
+            if !(1..=10_080).contains(&minutes) {
+                p.add("email_if_unseen_minutes", "must be 1 to 10080 minutes");
+            } else if !channels.contains(&Channel::Email) {
+                p.add("email_if_unseen_minutes", "needs 'email' in channels");
+            }
+        }
         let (Some(audience), Some(priority)) = (audience, priority) else {
             return Err(ApiError::Invalid(p.0));
         };
@@ -364,6 +375,7 @@ impl NewNotification {
             triggered_by_name: body.triggered_by_name,
             channels,
             idempotency_key: body.idempotency_key,
+            email_if_unseen_minutes: body.email_if_unseen_minutes,
         })
     }
 }

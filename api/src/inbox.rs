@@ -246,6 +246,24 @@ pub async fn mark_read(
     Ok(Some(n))
 }
 
+/// Records that one of this user's tabs displayed the notification (for email-if-unseen);
+/// `false` if they cannot see it.
+pub async fn mark_seen(pool: &PgPool, user: &Claims, id: Uuid) -> Result<bool, sqlx::Error> {
+    if get(pool, user, id).await?.is_none() {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO inbox_entries (user_id, notification_id, seen_at) VALUES ($1, $2, now())
+         ON CONFLICT (user_id, notification_id)
+         DO UPDATE SET seen_at = coalesce(inbox_entries.seen_at, now())",
+    )
+    .bind(&user.sub)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(true)
+}
+
 /// Marks everything this user can see as read; returns how many changed.
 pub async fn mark_all_read(pool: &PgPool, user: &Claims) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;

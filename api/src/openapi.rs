@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(title = "Herald", description = "Real-time notifications: publish, inbox, preferences."),
     paths(
-        inbox::list, inbox::stats, inbox::mark_read, inbox::mark_all_read, inbox::remove,
+        inbox::list, inbox::stats, inbox::mark_read, inbox::mark_seen, inbox::mark_all_read, inbox::remove,
         inbox::connection_stats, preferences::read_preferences, preferences::update_preferences,
         publish::create_notification, publish::create_event,
     ),

@@ -2,7 +2,7 @@
 //! audience), one inbox entry per personal recipient, an idempotency record, and a position
 //! handed out in commit order.
 
-use crate::domain::{Audience, NewNotification};
+use crate::domain::{Audience, Channel, NewNotification};
 use crate::error::ApiError;
 use herald_core::wire::Notification;
 use serde::Serialize;
@@ -111,6 +111,37 @@ pub async fn create(
         .bind(&names)
         .execute(&mut *tx)
         .await?;
+    }
+
+    // The email outbox: one job per personal recipient with an address, in this transaction, so
+    // a committed notification always has its emails queued (and a rolled-back one never does).
+    if n.channels.contains(&Channel::Email)
+        && let Audience::Users(recipients) = &n.audience
+    {
+        let with_email: Vec<&crate::domain::Recipient> =
+            recipients.iter().filter(|r| r.email.is_some()).collect();
+        if !with_email.is_empty() {
+            let ids: Vec<&str> = with_email.iter().map(|r| r.id.as_str()).collect();
+            let emails: Vec<&str> = with_email
+                .iter()
+                .filter_map(|r| r.email.as_deref())
+                .collect();
+            let names: Vec<Option<&str>> = with_email.iter().map(|r| r.name.as_deref()).collect();
+            let delay_minutes = i32::try_from(n.email_if_unseen_minutes.unwrap_or(0)).unwrap_or(0);
+            sqlx::query(
+                "INSERT INTO email_jobs (notification_id, user_id, email, name, not_before, require_unseen)
+                 SELECT $1, u, e, nm, now() + make_interval(mins => $5), $6
+                   FROM unnest($2::text[], $3::text[], $4::text[]) AS t(u, e, nm)",
+            )
+            .bind(id)
+            .bind(&ids)
+            .bind(&emails)
+            .bind(&names)
+            .bind(delay_minutes)
+            .bind(n.email_if_unseen_minutes.is_some())
+            .execute(&mut *tx)
+            .await?;
+        }
     }
 
     // Take the position last, so the lock is held only for one row update and the commit.

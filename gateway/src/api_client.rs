@@ -94,9 +94,18 @@ impl ApiClient {
 
     /// Persists a read through the api (which tells every tab of the user).
     pub async fn mark_read(&self, token: &str, id: Uuid) -> MarkRead {
+        self.put_state(token, id, "read").await
+    }
+
+    /// Records that a tab displayed the notification (for email-if-unseen).
+    pub async fn mark_seen(&self, token: &str, id: Uuid) -> MarkRead {
+        self.put_state(token, id, "seen").await
+    }
+
+    async fn put_state(&self, token: &str, id: Uuid, state: &str) -> MarkRead {
         let sent = self
             .http
-            .put(format!("{}/api/notifications/{id}/read", self.base))
+            .put(format!("{}/api/notifications/{id}/{state}", self.base))
             .bearer_auth(token)
             .send()
             .await;

@@ -5,8 +5,9 @@
 //! which closes the socket and so ends the reader.
 //!
 //! Protocol (SPEC §6): text `ping` → `pong`; `mark_read:<id>` → persisted through the api, then
-//! `marked_read` reaches every tab through Redis; `auth:<jwt>` → a fresh token for the same user
-//! (the connection then outlives the old token's expiry). Anything else → an `error` frame.
+//! `marked_read` reaches every tab through Redis; `ack:<id>` → the notification counts as seen
+//! (email-if-unseen); `auth:<jwt>` → a fresh token for the same user (the connection then
+//! outlives the old token's expiry). Anything else → an `error` frame.
 
 use crate::api_client::{ApiClient, MarkRead, ReplayError};
 use crate::frames::{self, Assembler, Message};
@@ -319,21 +320,31 @@ fn command(
             seq: None,
         }));
     }
-    if let Some(raw) = text.strip_prefix("mark_read:") {
+    let (kind, raw) = match text.split_once(':') {
+        Some(("mark_read", raw)) => ("mark_read", raw),
+        Some(("ack", raw)) => ("ack", raw),
+        _ => ("", ""),
+    };
+    if !kind.is_empty() {
         let Ok(id) = Uuid::parse_str(raw.trim()) else {
-            return Some(Outbound::Frame(error_frame(
-                "mark_read needs a notification id",
-            )));
+            return Some(Outbound::Frame(error_frame(&format!(
+                "{kind} needs a notification id"
+            ))));
         };
         let (ctx, tx) = (ctx.clone(), tx.clone());
         let current = token.current();
         tokio::spawn(async move {
-            let answer = match ctx.api.mark_read(&current, id).await {
+            let done = if kind == "ack" {
+                ctx.api.mark_seen(&current, id).await
+            } else {
+                ctx.api.mark_read(&current, id).await
+            };
+            let answer = match done {
                 MarkRead::Done => return,
                 MarkRead::NotFound => "Notification not found".to_owned(),
                 MarkRead::Failed(why) => {
-                    tracing::warn!(cause = %why, "mark_read through the api failed");
-                    "could not mark the notification read, try again".to_owned()
+                    tracing::warn!(cause = %why, command = kind, "the api call failed");
+                    "could not record that, try again".to_owned()
                 }
             };
             let _ = tx.send(Outbound::Frame(error_frame(&answer))).await;

@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/notifications/mark-all-read", put(mark_all_read))
         .route("/api/notifications/connection-stats", get(connection_stats))
         .route("/api/notifications/{id}/read", put(mark_read))
+        .route("/api/notifications/{id}/seen", put(mark_seen))
         .route("/api/notifications/{id}", delete(remove))
 }
 
@@ -229,6 +230,25 @@ pub async fn mark_read(
         },
     );
     Ok(Json(n))
+}
+
+#[utoipa::path(put, path = "/api/notifications/{id}/seen", tag = "inbox",
+    params(("id" = String, Path, description = "Notification id")),
+    responses((status = 200, body = MessageAnswer), (status = 401), (status = 404), (status = 422)),
+    security(("bearer" = [])))]
+/// A tab displayed the notification: it counts as seen for email-if-unseen.
+pub async fn mark_seen(
+    State(state): State<AppState>,
+    User(user): User,
+    Path(id): Path<String>,
+) -> Result<Json<MessageAnswer>, ApiError> {
+    let id = parse_id(&id)?;
+    if !inbox::mark_seen(&state.pool, &user, id).await? {
+        return Err(ApiError::NotFound);
+    }
+    Ok(Json(MessageAnswer {
+        message: "Notification marked as seen".to_owned(),
+    }))
 }
 
 #[utoipa::path(put, path = "/api/notifications/mark-all-read", tag = "inbox",
