@@ -166,10 +166,13 @@ ensure_packages() {
     have nginx || missing+=(nginx)
     have curl || missing+=(curl)
     have openssl || missing+=(openssl)
+    # The real socket.io-client runs on Node in the gateway's Socket.IO tests.
+    have node || missing+=(nodejs)
+    have npm || missing+=(npm)
     # A real SMTP server for the worker's tests (Debian's python3, not a pyenv one).
     /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(python3-aiosmtpd)
     if ((${#missing[@]} == 0)); then
-        log "system packages present (postgresql, redis-server, nginx, curl, openssl, python3-aiosmtpd)"
+        log "system packages present (postgresql, redis-server, nginx, curl, openssl, python3-aiosmtpd, nodejs, npm)"
         return 0
     fi
     log "installing missing packages: ${missing[*]}"
@@ -699,6 +702,9 @@ cmd_test() {
     cargo fmt --all -- --check || die "formatting differs: run 'cargo fmt --all'"
     log "cargo clippy --workspace --all-targets -- -D warnings"
     cargo clippy --workspace --all-targets -- -D warnings || die "clippy failed"
+    log "npm ci (socket.io-client for the Socket.IO tests)"
+    (cd "$REPO_ROOT/gateway/tests/socketio" && npm ci --no-audit --no-fund --loglevel=error) ||
+        die "npm ci failed in gateway/tests/socketio"
     log "cargo test --workspace $*"
     cargo test --workspace "$@" || die "tests failed"
     log "all checks passed"

@@ -16,6 +16,7 @@ pub mod defaults {
     pub const MAX_CONNECTIONS_PER_USER: usize = 32;
     pub const MAX_CONNECTIONS: usize = 19_000;
     pub const OUTBOUND_QUEUE: usize = 256;
+    pub const MAX_POLLING_BYTES: u64 = 64 * 1024;
     pub const PING_INTERVAL_SECS: u64 = 25;
     pub const IDLE_TIMEOUT_SECS: u64 = 60;
     pub const REPLAY_MAX: usize = 1_000;
@@ -79,6 +80,10 @@ pub struct Config {
     #[arg(long, env = "HERALD_WS_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
     pub max_connections: usize,
 
+    /// Largest Socket.IO long-polling request body, in bytes; larger → 413 and the session ends.
+    #[arg(long, env = "HERALD_SIO_MAX_POLLING_BYTES", default_value_t = defaults::MAX_POLLING_BYTES)]
+    pub max_polling_bytes: u64,
+
     /// Frames waiting for one slow client; when full the client is closed with 4000
     /// ("reconnect and resume").
     #[arg(long, env = "HERALD_WS_OUTBOUND_QUEUE", default_value_t = defaults::OUTBOUND_QUEUE)]
@@ -122,6 +127,7 @@ impl Config {
             max_messages_per_sec: defaults::MAX_MESSAGES_PER_SEC,
             max_connections_per_user: defaults::MAX_CONNECTIONS_PER_USER,
             max_connections: defaults::MAX_CONNECTIONS,
+            max_polling_bytes: defaults::MAX_POLLING_BYTES,
             outbound_queue: defaults::OUTBOUND_QUEUE,
             ping_interval_secs: defaults::PING_INTERVAL_SECS,
             idle_timeout_secs: defaults::IDLE_TIMEOUT_SECS,

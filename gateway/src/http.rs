@@ -32,6 +32,74 @@ fn detail(status: StatusCode, message: &str) -> Response<Body> {
     json(status, serde_json::json!({ "detail": message }))
 }
 
+/// Every request: `/socket.io/` goes to socketioxide behind Origin, drain and CORS checks;
+/// everything else to [`handle`] (through the Socket.IO layer, which passes it on).
+pub async fn gate<S, B>(
+    req: Request<Incoming>,
+    app: &S,
+    shared: &Arc<Shared>,
+) -> Result<Response<B>, Infallible>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
+    B: Default,
+{
+    if !req.uri().path().starts_with("/socket.io") {
+        return app.call(req).await;
+    }
+    let empty = |status: StatusCode| {
+        let mut r = Response::new(B::default());
+        *r.status_mut() = status;
+        r
+    };
+    let origin = req
+        .headers()
+        .get(ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(o) = &origin
+        && !shared.origin_allowed(o)
+    {
+        shared
+            .ctx
+            .metrics
+            .handshake_refusals
+            .with_label_values(&["origin"])
+            .inc();
+        return Ok(empty(StatusCode::FORBIDDEN));
+    }
+    let new_session = !req.uri().query().is_some_and(|q| q.contains("sid="));
+    if new_session && shared.draining.load(Ordering::SeqCst) {
+        return Ok(empty(StatusCode::SERVICE_UNAVAILABLE));
+    }
+    let preflight = req.method() == hyper::Method::OPTIONS;
+    let mut response = if preflight {
+        empty(StatusCode::NO_CONTENT)
+    } else {
+        app.call(req).await?
+    };
+    if let Some(o) = origin
+        && let Ok(value) = hyper::header::HeaderValue::from_str(&o)
+    {
+        let h = response.headers_mut();
+        h.insert(hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        h.insert(
+            hyper::header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            hyper::header::HeaderValue::from_static("true"),
+        );
+        if preflight {
+            h.insert(
+                hyper::header::ACCESS_CONTROL_ALLOW_METHODS,
+                hyper::header::HeaderValue::from_static("GET, POST, OPTIONS"),
+            );
+            h.insert(
+                hyper::header::ACCESS_CONTROL_ALLOW_HEADERS,
+                hyper::header::HeaderValue::from_static("content-type, authorization"),
+            );
+        }
+    }
+    Ok(response)
+}
+
 pub async fn handle(
     mut req: Request<Incoming>,
     app: Arc<Shared>,
@@ -83,9 +151,7 @@ fn upgrade(req: &mut Request<Incoming>, app: &Arc<Shared>) -> Response<Body> {
         );
     }
     if let Some(origin) = req.headers().get(ORIGIN) {
-        let allowed = origin
-            .to_str()
-            .is_ok_and(|o| app.origins.iter().any(|a| a == o.trim_end_matches('/')));
+        let allowed = origin.to_str().is_ok_and(|o| app.origin_allowed(o));
         if !allowed {
             metrics
                 .handshake_refusals

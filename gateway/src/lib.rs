@@ -12,6 +12,7 @@
 //! - [`writer`]: a write half that sends queued frames in one write and holds no idle buffer.
 //! - [`hub`]: which connections want which channels; batched subscription changes; delivery.
 //! - [`fanout`]: the Redis subscriber tasks.
+//! - [`socketio`]: Socket.IO namespaces (`/user`, `/<role>`) bridged onto the hub.
 //! - [`presence`]: connection counts and online users reported to Redis.
 //! - [`api_client`]: the calls to the api.
 //! - [`metrics`].
@@ -27,5 +28,6 @@ pub mod hub;
 pub mod metrics;
 pub mod presence;
 pub mod session;
+pub mod socketio;
 pub mod startup;
 pub mod writer;

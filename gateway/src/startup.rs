@@ -10,30 +10,45 @@ use crate::hub::{Hub, close};
 use crate::metrics::Metrics;
 use crate::presence;
 use crate::session::Context;
+use crate::socketio::SocketIoState;
 use anyhow::Context as _;
 use fred::clients::SubscriberClient;
 use fred::prelude::{Client, ClientLike};
 use herald_core::keys::Keys;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use socketioxide::SocketIo;
+use socketioxide::layer::SocketIoLayer;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tower_layer::Layer as _;
 
 /// What the HTTP handlers share.
 pub struct Shared {
     pub ctx: Arc<Context>,
     pub subscriber: SubscriberClient,
-    pub draining: AtomicBool,
+    pub draining: Arc<AtomicBool>,
     pub origins: Vec<String>,
+    pub socketio: Arc<SocketIoState>,
+}
+
+impl Shared {
+    /// A browser Origin header on the allowed list (requests without one are allowed).
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.origins
+            .iter()
+            .any(|a| a == origin.trim_end_matches('/'))
+    }
 }
 
 pub struct Gateway {
     listener: TcpListener,
     shared: Arc<Shared>,
+    socketio_layer: SocketIoLayer,
     presence_client: Client,
     node: String,
     drain: Duration,
@@ -53,9 +68,26 @@ impl Gateway {
         });
         let metrics = Metrics::new();
         let hub = Hub::new(config.max_connections_per_user, config.max_connections);
+        let keys = Keys::new(config.redis_prefix.clone());
+        let draining = Arc::new(AtomicBool::new(false));
+        let (socketio_layer, io) = SocketIo::builder()
+            .max_payload(config.max_polling_bytes)
+            .max_buffer_size(config.outbound_queue)
+            .ws_max_message_size(config.max_message_bytes.max(64 * 1024))
+            .ws_max_frame_size(config.max_message_bytes.max(64 * 1024))
+            .connect_timeout(Duration::from_secs(10))
+            .build_layer();
+        let socketio = SocketIoState::install(
+            io,
+            hub.clone(),
+            keys.clone(),
+            verifier.clone(),
+            metrics.clone(),
+            draining.clone(),
+        )?;
         let ctx = Arc::new(Context {
             hub: hub.clone(),
-            keys: Keys::new(config.redis_prefix.clone()),
+            keys,
             api: ApiClient::new(&config.api_url),
             verifier,
             metrics: metrics.clone(),
@@ -75,9 +107,11 @@ impl Gateway {
             shared: Arc::new(Shared {
                 ctx,
                 subscriber,
-                draining: AtomicBool::new(false),
+                draining,
                 origins: config.origins(),
+                socketio,
             }),
+            socketio_layer,
             presence_client,
             node,
             drain: Duration::from_secs(config.drain_secs),
@@ -112,6 +146,13 @@ impl Gateway {
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(10));
         let builder = Arc::new(builder);
+        // One Socket.IO service for the whole process: it holds the Engine.IO session table,
+        // which polling requests on different TCP connections must share.
+        let inner = {
+            let shared = self.shared.clone();
+            hyper::service::service_fn(move |req| http::handle(req, shared.clone()))
+        };
+        let app = self.socketio_layer.layer(inner);
         tokio::pin!(shutdown);
         loop {
             let (tcp, _) = tokio::select! {
@@ -126,10 +167,12 @@ impl Gateway {
                 _ = &mut shutdown => break,
             };
             let _ = tcp.set_nodelay(true);
-            let (builder, shared) = (builder.clone(), self.shared.clone());
+            let (builder, shared, app) = (builder.clone(), self.shared.clone(), app.clone());
             tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req| http::handle(req, shared.clone()));
+                let service = hyper::service::service_fn(move |req| {
+                    let (shared, app) = (shared.clone(), app.clone());
+                    async move { http::gate(req, &app, &shared).await }
+                });
                 if let Err(e) = builder
                     .serve_connection_with_upgrades(TokioIo::new(tcp), service)
                     .await
@@ -141,6 +184,9 @@ impl Gateway {
         drop(self.listener);
         self.shared.draining.store(true, Ordering::SeqCst);
         drain(&self.shared.ctx.hub, self.drain).await;
+        // Socket.IO clients are closed at once (socketioxide has no per-socket transport close);
+        // their clients reconnect with their own backoff.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.shared.socketio.io.close()).await;
         presence.abort();
         let _ = presence::withdraw(&self.presence_client, &keys, &self.node).await;
         let _ = self.shared.subscriber.quit().await;

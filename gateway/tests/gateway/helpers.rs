@@ -268,6 +268,8 @@ http {{
   access_log {d}/logs/access.log herald;
   map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
   upstream gateways {{ {servers} }}
+  # Long-polling requests of one Socket.IO session must reach the same gateway.
+  upstream gateways_sticky {{ hash $remote_addr consistent; {servers} }}
   server {{
     listen 127.0.0.1:{port};
     location /api/notifications/ws {{
@@ -279,6 +281,15 @@ http {{
       proxy_read_timeout 75s;
       proxy_next_upstream error timeout;
       # Error lines quote the request line, token included (as in deploy/nginx).
+      error_log {d}/logs/error.log crit;
+    }}
+    location /socket.io/ {{
+      proxy_pass http://gateways_sticky;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $host;
+      proxy_read_timeout 75s;
       error_log {d}/logs/error.log crit;
     }}
   }}
@@ -468,5 +479,82 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The real, unmodified `socket.io-client` (Node, gateway/tests/socketio), one line of JSON per
+/// thing that happens to it.
+pub struct SioClient {
+    lines: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    child: tokio::process::Child,
+}
+
+impl SioClient {
+    /// `token_in`: "auth" (handshake auth, what 4.x clients send) or "query" (old clients).
+    pub fn start(
+        url: &str,
+        namespace: &str,
+        token: &str,
+        transports: Option<&[&str]>,
+        token_in: &str,
+    ) -> SioClient {
+        let mut opts =
+            json!({"url": url, "namespace": namespace, "token": token, "tokenIn": token_in});
+        if let Some(t) = transports {
+            opts["transports"] = json!(t);
+        }
+        let mut child = tokio::process::Command::new("node")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/socketio/client.mjs"))
+            .arg(opts.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node is installed and `npm ci` ran in gateway/tests/socketio (deploy/local.sh test does both)");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut reader = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        SioClient { lines, child }
+    }
+
+    /// The next line of the given kind (others are skipped), failing after 15 s.
+    pub async fn next(&mut self, kind: &str) -> Value {
+        loop {
+            let v = tokio::time::timeout(Duration::from_secs(15), self.lines.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no '{kind}' within 15 s"))
+                .expect("the client is running");
+            if v["kind"] == kind {
+                return v;
+            }
+        }
+    }
+
+    /// The next line, whatever its kind.
+    pub async fn next_any(&mut self) -> Value {
+        tokio::time::timeout(Duration::from_secs(15), self.lines.recv())
+            .await
+            .expect("a line within 15 s")
+            .expect("the client is running")
+    }
+
+    /// The next event (name and payload), skipping transport notices.
+    pub async fn event(&mut self) -> (String, Value) {
+        let v = self.next("event").await;
+        (v["event"].as_str().unwrap().to_owned(), v["data"].clone())
+    }
+
+    pub async fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait().await;
     }
 }

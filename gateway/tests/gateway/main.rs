@@ -6,4 +6,5 @@ mod delivery;
 mod faults;
 mod helpers;
 mod resume;
+mod socketio;
 mod timing;
