@@ -12,6 +12,7 @@
 //! - [`fanout`]: Redis: the bus, the ordered relay, the change queue.
 //! - [`presence`]: connection stats from what gateways report to Redis.
 //! - [`metrics`], [`error`], [`openapi`].
+//! - [`testing`]: support for the integration tests of every service (not used at run time).
 
 #![forbid(unsafe_code)]
 
@@ -27,3 +28,4 @@ pub mod presence;
 pub mod publishing;
 pub mod routes;
 pub mod startup;
+pub mod testing;

@@ -1,10 +1,8 @@
 //! The api's Prometheus metrics, named `herald_api_<what>_<unit>` (see docs/metrics.md). Label
 //! values come from small fixed sets (route templates, status codes, reasons), never user ids.
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
+use herald_core::metrics::{counter, counter_vec, gauge, histogram_vec, registry};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -22,69 +20,51 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let http_requests = IntCounterVec::new(
-            Opts::new(
-                "herald_api_http_requests_total",
-                "HTTP requests answered, by route template, method and status code.",
-            ),
+        let http_requests = counter_vec(
+            "herald_api_http_requests_total",
+            "HTTP requests answered, by route template, method and status code.",
             &["route", "method", "status"],
-        )
-        .expect("valid metric");
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "herald_api_http_request_duration_seconds",
-                "Time to answer an HTTP request, by route template.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-            ]),
+        );
+        let http_duration = histogram_vec(
+            "herald_api_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template.",
             &["route"],
-        )
-        .expect("valid metric");
-        let auth_failures = IntCounterVec::new(
-            Opts::new(
-                "herald_api_auth_failures_total",
-                "Requests refused for their token, by reason.",
-            ),
+            &[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+            ],
+        );
+        let auth_failures = counter_vec(
+            "herald_api_auth_failures_total",
+            "Requests refused for their token, by reason.",
             &["reason"],
-        )
-        .expect("valid metric");
-        let notifications_created = IntCounterVec::new(
-            Opts::new(
-                "herald_api_notifications_created_total",
-                "Notifications committed, by audience kind (users, roles, broadcast).",
-            ),
+        );
+        let notifications_created = counter_vec(
+            "herald_api_notifications_created_total",
+            "Notifications committed, by audience kind (users, roles, broadcast).",
             &["audience"],
-        )
-        .expect("valid metric");
-        let events_published = IntCounter::new(
+        );
+        let events_published = counter(
             "herald_api_events_published_total",
             "Live events published to Redis.",
-        )
-        .expect("valid metric");
-        let redis_publish_errors = IntCounter::new(
+        );
+        let redis_publish_errors = counter(
             "herald_api_redis_publish_errors_total",
             "Failed attempts to publish to Redis (each is retried or reported).",
-        )
-        .expect("valid metric");
-        let relay_published = IntCounter::new(
+        );
+        let relay_published = counter(
             "herald_api_relay_published_total",
             "Notifications the relay has published to Redis.",
-        )
-        .expect("valid metric");
-        let relay_position = IntGauge::new(
+        );
+        let relay_position = gauge(
             "herald_api_relay_position",
             "Position (seq) of the last notification the relay published.",
-        )
-        .expect("valid metric");
-        let changes_dropped = IntCounter::new(
+        );
+        let changes_dropped = counter(
             "herald_api_change_messages_dropped_total",
             "Read/delete change messages dropped because the publish queue was full.",
-        )
-        .expect("valid metric");
-        for c in [
-            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+        );
+        let registry = registry(vec![
+            Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
             Box::new(auth_failures.clone()),
             Box::new(notifications_created.clone()),
@@ -93,9 +73,7 @@ impl Metrics {
             Box::new(relay_published.clone()),
             Box::new(relay_position.clone()),
             Box::new(changes_dropped.clone()),
-        ] {
-            registry.register(c).expect("metric names are unique");
-        }
+        ]);
         Self {
             registry,
             http_requests,
@@ -125,11 +103,7 @@ impl Metrics {
 
     /// The text exposition format for `/metrics`.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("encoding metrics to a Vec cannot fail");
-        String::from_utf8(out).expect("the text format is UTF-8")
+        herald_core::metrics::render(&self.registry)
     }
 }
 

@@ -9,12 +9,14 @@
 //! - [`keys`]: Redis channel and key names, all under one configurable prefix.
 //! - [`auth`]: JWT verification (HS256 secret or a pinned public-key algorithm) and dev minting.
 //! - [`secret`]: a string wrapper that never prints its value.
+//! - [`metrics`]: Prometheus constructors, registry and text exposition.
 //! - [`telemetry`]: tracing subscriber set-up shared by every binary.
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod keys;
+pub mod metrics;
 pub mod secret;
 pub mod telemetry;
 pub mod wire;

@@ -1,9 +1,7 @@
 //! The gateway's Prometheus metrics, `herald_gateway_<what>_<unit>` (see docs/metrics.md).
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
+use herald_core::metrics::{counter, counter_vec, gauge, registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -21,56 +19,41 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let connections = IntGauge::new(
+        let connections = gauge(
             "herald_gateway_connections",
-            "Open WebSocket connections on this node.",
-        )
-        .expect("metric");
-        let delivered = IntCounter::new(
+            "Open WebSocket and Socket.IO connections on this node.",
+        );
+        let delivered = counter(
             "herald_gateway_messages_delivered_total",
-            "Frames queued for a client connection.",
-        )
-        .expect("metric");
-        let dropped = IntCounterVec::new(
-            Opts::new(
-                "herald_gateway_messages_dropped_total",
-                "Frames not delivered, by reason (duplicate, slow_client).",
-            ),
+            "Frames queued for a client connection (or a Socket.IO room).",
+        );
+        let dropped = counter_vec(
+            "herald_gateway_messages_dropped_total",
+            "Frames not delivered, by reason (duplicate, slow_client, socketio_queue_full).",
             &["reason"],
-        )
-        .expect("metric");
-        let slow_closes = IntCounter::new(
+        );
+        let slow_closes = counter(
             "herald_gateway_slow_client_closes_total",
             "Clients closed because their outbound queue was full.",
-        )
-        .expect("metric");
-        let auth_failures = IntCounterVec::new(
-            Opts::new(
-                "herald_gateway_auth_failures_total",
-                "Handshakes and token refreshes refused for their token, by reason.",
-            ),
+        );
+        let auth_failures = counter_vec(
+            "herald_gateway_auth_failures_total",
+            "Handshakes and token refreshes refused for their token, by reason.",
             &["reason"],
-        )
-        .expect("metric");
-        let handshake_refusals = IntCounterVec::new(
-            Opts::new(
-                "herald_gateway_handshake_refusals_total",
-                "Handshakes refused before upgrading, by reason (origin, node_full, user_full).",
-            ),
+        );
+        let handshake_refusals = counter_vec(
+            "herald_gateway_handshake_refusals_total",
+            "Handshakes refused before upgrading, by reason (origin, node_full, user_full, role).",
             &["reason"],
-        )
-        .expect("metric");
-        let redis_reconnects = IntCounter::new(
+        );
+        let redis_reconnects = counter(
             "herald_gateway_redis_reconnects_total",
             "Times the Redis subscription was re-established.",
-        )
-        .expect("metric");
-        let redis_messages = IntCounter::new(
+        );
+        let redis_messages = counter(
             "herald_gateway_redis_messages_total",
             "Messages received from Redis.",
-        )
-        .expect("metric");
+        );
         let latency = Histogram::with_opts(
             HistogramOpts::new(
                 "herald_gateway_publish_to_write_seconds",
@@ -80,9 +63,9 @@ impl Metrics {
                 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
             ]),
         )
-        .expect("metric");
-        for c in [
-            Box::new(connections.clone()) as Box<dyn prometheus::core::Collector>,
+        .expect("valid metric");
+        let registry = registry(vec![
+            Box::new(connections.clone()),
             Box::new(delivered.clone()),
             Box::new(dropped.clone()),
             Box::new(slow_closes.clone()),
@@ -91,9 +74,7 @@ impl Metrics {
             Box::new(redis_reconnects.clone()),
             Box::new(redis_messages.clone()),
             Box::new(latency.clone()),
-        ] {
-            registry.register(c).expect("unique metric names");
-        }
+        ]);
         Self {
             registry,
             connections,
@@ -109,11 +90,7 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("encoding to a Vec");
-        String::from_utf8(out).expect("UTF-8 text format")
+        herald_core::metrics::render(&self.registry)
     }
 }
 

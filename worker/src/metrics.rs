@@ -1,6 +1,7 @@
 //! The worker's Prometheus metrics, `herald_worker_<what>_<unit>` (see docs/metrics.md).
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use herald_core::metrics::{counter, counter_vec, gauge, registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -16,62 +17,46 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let sent = IntCounter::new(
+        let sent = counter(
             "herald_worker_emails_sent_total",
             "Email jobs delivered to the SMTP server (or written as .eml).",
-        )
-        .expect("metric");
-        let failed = IntCounterVec::new(
-            Opts::new(
-                "herald_worker_emails_failed_total",
-                "Email jobs given up on, by reason (permanent, attempts_exhausted).",
-            ),
+        );
+        let failed = counter_vec(
+            "herald_worker_emails_failed_total",
+            "Email jobs given up on, by reason (permanent, attempts_exhausted).",
             &["reason"],
-        )
-        .expect("metric");
-        let retried = IntCounter::new(
+        );
+        let retried = counter(
             "herald_worker_emails_retried_total",
             "Transient send failures scheduled for a retry.",
-        )
-        .expect("metric");
-        let skipped = IntCounterVec::new(
-            Opts::new(
-                "herald_worker_emails_skipped_total",
-                "Email jobs not sent, by reason (email_off, muted, seen).",
-            ),
+        );
+        let skipped = counter_vec(
+            "herald_worker_emails_skipped_total",
+            "Email jobs not sent, by reason (email_off, muted, seen).",
             &["reason"],
-        )
-        .expect("metric");
-        let cleanup_deleted = IntCounterVec::new(
-            Opts::new(
-                "herald_worker_cleanup_rows_deleted_total",
-                "Rows deleted by retention, by rule (hard_limit, read, idempotency).",
-            ),
+        );
+        let cleanup_deleted = counter_vec(
+            "herald_worker_cleanup_rows_deleted_total",
+            "Rows deleted by retention, by rule (hard_limit, read, idempotency).",
             &["rule"],
-        )
-        .expect("metric");
-        let cleanup_last_run = IntGauge::new(
+        );
+        let cleanup_last_run = gauge(
             "herald_worker_cleanup_last_run_timestamp_seconds",
             "When this worker last completed a cleanup run (unix time).",
-        )
-        .expect("metric");
-        let pending = IntGauge::new(
+        );
+        let pending = gauge(
             "herald_worker_email_jobs_pending",
             "Email jobs waiting (all workers), as of the last look.",
-        )
-        .expect("metric");
-        for c in [
-            Box::new(sent.clone()) as Box<dyn prometheus::core::Collector>,
+        );
+        let registry = registry(vec![
+            Box::new(sent.clone()),
             Box::new(failed.clone()),
             Box::new(retried.clone()),
             Box::new(skipped.clone()),
             Box::new(cleanup_deleted.clone()),
             Box::new(cleanup_last_run.clone()),
             Box::new(pending.clone()),
-        ] {
-            registry.register(c).expect("unique metric names");
-        }
+        ]);
         Self {
             registry,
             sent,
@@ -85,11 +70,7 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("encoding to a Vec");
-        String::from_utf8(out).expect("UTF-8 text format")
+        herald_core::metrics::render(&self.registry)
     }
 }
 

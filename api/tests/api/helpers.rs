@@ -5,9 +5,6 @@
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
 use herald_api::config::Config;
-use herald_api::startup::App;
-use herald_core::auth::{TokenClaims, mint_hs256, now_unix};
-use herald_core::secret::Secret;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -19,29 +16,7 @@ use tokio::task::AbortHandle;
 
 pub const SECRET: &str = "test-secret-for-integration-tests";
 
-pub fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://herald:herald@127.0.0.1:5432/herald".to_owned())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// Replaces the database name (path) of a Postgres URL.
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let cut = base.rfind('/').expect("a Postgres URL has a path");
-    let mut out = format!("{}/{name}", &base[..cut]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
+pub use herald_api::testing::{database_url, fresh_database, redis_url};
 
 /// Replaces host:port of a URL (for routing a dependency through a [`Proxy`]).
 pub fn with_address(url: &str, addr: SocketAddr) -> String {
@@ -68,27 +43,8 @@ pub fn address_of(url: &str) -> String {
         .to_owned()
 }
 
-/// Creates an empty database and returns its URL.
-pub async fn fresh_database() -> String {
-    let name = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = with_database(&database_url(), "postgres");
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
-        .await
-        .expect("connect to Postgres (is it running? see deploy/local.sh)");
-    sqlx::Executor::execute(
-        &mut conn,
-        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
-    )
-    .await
-    .expect("create test database");
-    with_database(&database_url(), &name)
-}
-
 pub fn test_config(database_url: &str, redis_url: &str) -> Config {
-    let mut config = Config::new(database_url, redis_url, SECRET);
-    config.redis_prefix = format!("t{}", uuid::Uuid::new_v4().simple());
-    config.relay_poll_ms = 50;
-    config
+    herald_api::testing::config(database_url, redis_url, SECRET)
 }
 
 pub struct TestApp {
@@ -96,7 +52,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub prefix: String,
     pub database_url: String,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _api: herald_api::testing::RunningApi,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -105,42 +61,21 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_with(config: Config) -> TestApp {
-    herald_core::telemetry::init_for_tests();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let prefix = config.redis_prefix.clone();
-    let database_url = config.database_url.expose().to_owned();
-    let app = App::build(config, listener).await.expect("app builds");
-    let addr = app.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
+    let api = herald_api::testing::spawn_api(config).await;
     TestApp {
-        addr,
+        addr: api.addr,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .build()
             .unwrap(),
-        prefix,
-        database_url,
-        _stop: stop,
+        prefix: api.prefix.clone(),
+        database_url: api.database_url.clone(),
+        _api: api,
     }
 }
 
 pub fn token(sub: &str, roles: &[&str], scope: Option<&str>) -> String {
-    mint_hs256(
-        &Secret::new(SECRET),
-        &TokenClaims {
-            sub: sub.to_owned(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            name: None,
-            email: None,
-            scope: scope.map(str::to_owned),
-            exp: now_unix() + 600,
-            iss: None,
-            aud: None,
-        },
-    )
+    herald_api::testing::token(SECRET, sub, roles, scope, 600)
 }
 
 pub fn publisher_token() -> String {

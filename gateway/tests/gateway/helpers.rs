@@ -2,8 +2,6 @@
 //! child processes (so they can be SIGKILLed), a private nginx in front, and a WebSocket client.
 
 use futures::{SinkExt, StreamExt};
-use herald_core::auth::{TokenClaims, mint_hs256, now_unix};
-use herald_core::secret::Secret;
 use herald_gateway::config::Config as GatewayConfig;
 use herald_gateway::startup::Gateway;
 use serde_json::{Value, json};
@@ -19,53 +17,14 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const SECRET: &str = "gateway-test-secret";
 
-pub fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://herald:herald@127.0.0.1:5432/herald".to_owned())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let cut = url.rfind('/').expect("a Postgres URL has a path");
-    format!("{}/{name}", &url[..cut])
-}
-
-async fn fresh_database() -> String {
-    let name = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = with_database(&database_url(), "postgres");
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
-        .await
-        .expect("Postgres is up");
-    sqlx::Executor::execute(
-        &mut conn,
-        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
-    )
-    .await
-    .unwrap();
-    with_database(&database_url(), &name)
-}
+pub use herald_api::testing::redis_url;
 
 pub fn token(sub: &str, roles: &[&str]) -> String {
     token_with(sub, roles, None, 600)
 }
 
 pub fn token_with(sub: &str, roles: &[&str], scope: Option<&str>, ttl: u64) -> String {
-    mint_hs256(
-        &Secret::new(SECRET),
-        &TokenClaims {
-            sub: sub.into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            name: None,
-            email: None,
-            scope: scope.map(str::to_owned),
-            exp: now_unix() + ttl,
-            iss: None,
-            aud: None,
-        },
-    )
+    herald_api::testing::token(SECRET, sub, roles, scope, ttl)
 }
 
 /// The api, in-process, on a fresh database and a private Redis prefix.
@@ -74,7 +33,7 @@ pub struct Stack {
     pub redis: String,
     pub prefix: String,
     pub http: reqwest::Client,
-    _api_stop: tokio::sync::oneshot::Sender<()>,
+    _api: herald_api::testing::RunningApi,
 }
 
 pub async fn stack() -> Stack {
@@ -83,30 +42,17 @@ pub async fn stack() -> Stack {
 
 /// The api on a given Redis (e.g. a [`PrivateRedis`]).
 pub async fn stack_on(redis: &str) -> Stack {
-    herald_core::telemetry::init_for_tests();
-    let db = fresh_database().await;
-    let mut config = herald_api::config::Config::new(&db, redis, SECRET);
-    config.redis_prefix = format!("t{}", uuid::Uuid::new_v4().simple());
-    config.relay_poll_ms = 50;
-    let prefix = config.redis_prefix.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = herald_api::startup::App::build(config, listener)
-        .await
-        .unwrap();
-    let api = app.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
+    let db = herald_api::testing::fresh_database().await;
+    let api = herald_api::testing::spawn_api(herald_api::testing::config(&db, redis, SECRET)).await;
     Stack {
-        api,
+        api: api.addr,
         redis: redis.to_owned(),
-        prefix,
+        prefix: api.prefix.clone(),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .build()
             .unwrap(),
-        _api_stop: stop,
+        _api: api,
     }
 }
 

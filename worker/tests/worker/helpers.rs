@@ -1,8 +1,6 @@
 //! The api in-process on a fresh database, a private aiosmtpd, and workers pointed at both.
 
 use chrono::{DateTime, Utc};
-use herald_core::auth::{TokenClaims, mint_hs256, now_unix};
-use herald_core::secret::Secret;
 use herald_worker::config::Config;
 use herald_worker::jobs::Outbox;
 use herald_worker::startup::Worker;
@@ -13,34 +11,8 @@ use std::process::{Child, Command, Stdio};
 
 pub const SECRET: &str = "worker-test-secret";
 
-fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://herald:herald@127.0.0.1:5432/herald".to_owned())
-}
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let cut = url.rfind('/').expect("a Postgres URL has a path");
-    format!("{}/{name}", &url[..cut])
-}
-
 pub fn token(sub: &str, scope: Option<&str>) -> String {
-    mint_hs256(
-        &Secret::new(SECRET),
-        &TokenClaims {
-            sub: sub.into(),
-            roles: vec![],
-            name: None,
-            email: None,
-            scope: scope.map(str::to_owned),
-            exp: now_unix() + 600,
-            iss: None,
-            aud: None,
-        },
-    )
+    herald_api::testing::token(SECRET, sub, &[], scope, 600)
 }
 
 /// A real SMTP server of this test's own.
@@ -129,43 +101,21 @@ pub struct Stack {
     pub db: String,
     pub http: reqwest::Client,
     pub pool: sqlx::PgPool,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _api: herald_api::testing::RunningApi,
 }
 
 pub async fn stack() -> Stack {
-    herald_core::telemetry::init_for_tests();
-    let name = format!("herald_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&with_database(
-        &database_url(),
-        "postgres",
-    ))
-    .await
-    .unwrap();
-    sqlx::Executor::execute(
-        &mut admin,
-        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
-    )
-    .await
-    .unwrap();
-    let db = with_database(&database_url(), &name);
-    let mut config = herald_api::config::Config::new(&db, &redis_url(), SECRET);
-    config.redis_prefix = format!("t{}", uuid::Uuid::new_v4().simple());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = herald_api::startup::App::build(config, listener)
-        .await
-        .unwrap();
-    let api = app.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
+    let db = herald_api::testing::fresh_database().await;
+    let redis = herald_api::testing::redis_url();
+    let api =
+        herald_api::testing::spawn_api(herald_api::testing::config(&db, &redis, SECRET)).await;
     let pool = sqlx::PgPool::connect(&db).await.unwrap();
     Stack {
-        api,
+        api: api.addr,
         db,
         http: reqwest::Client::new(),
         pool,
-        _stop: stop,
+        _api: api,
     }
 }
 
