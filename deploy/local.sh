@@ -28,6 +28,11 @@ DEV_JWT_SECRET=herald-dev-secret-change-me # DEV default only: never use it outs
 HERALD_JWT_SECRET=${HERALD_JWT_SECRET:-$DEV_JWT_SECRET}
 HERALD_PUBLIC_URL=${HERALD_PUBLIC_URL:-http://127.0.0.1:8000}
 HERALD_API_ADDR=${HERALD_API_ADDR:-127.0.0.1:8001}
+HERALD_GATEWAY1_ADDR=${HERALD_GATEWAY1_ADDR:-127.0.0.1:8011}
+HERALD_GATEWAY2_ADDR=${HERALD_GATEWAY2_ADDR:-127.0.0.1:8012}
+HERALD_WORKER_ADDR=${HERALD_WORKER_ADDR:-127.0.0.1:8021}
+# Which build the services run from: release for `up`, debug for the end-to-end tests.
+HERALD_PROFILE=${HERALD_PROFILE:-release}
 RUN_DIR=${HERALD_RUN_DIR:-$REPO_ROOT/.run}
 [[ $RUN_DIR == /* ]] || RUN_DIR="$PWD/$RUN_DIR"
 LOG_DIR="$RUN_DIR/logs"
@@ -46,10 +51,11 @@ READY_TIMEOUT=60 # seconds a service gets to answer /readyz
 # A service whose name starts with "gateway" (and has an addr) joins nginx's herald_gateway
 # upstream, which serves /api/notifications/ws and /socket.io/.
 SERVICES=(
-    "api herald-api $HERALD_API_ADDR HERALD_API_ADDR=$HERALD_API_ADDR"
-    "gateway1 herald-gateway 127.0.0.1:8011 HERALD_GATEWAY_ADDR=127.0.0.1:8011 HERALD_NODE_ID=gateway1 HERALD_API_URL=http://$HERALD_API_ADDR"
-    "gateway2 herald-gateway 127.0.0.1:8012 HERALD_GATEWAY_ADDR=127.0.0.1:8012 HERALD_NODE_ID=gateway2 HERALD_API_URL=http://$HERALD_API_ADDR"
-    "worker herald-worker 127.0.0.1:8021 HERALD_WORKER_ADDR=127.0.0.1:8021 HERALD_MAIL_DIR=$RUN_DIR/mail"
+    # HERALD_DEV_TOKENS: the demo page mints its own tokens (development only).
+    "api herald-api $HERALD_API_ADDR HERALD_API_ADDR=$HERALD_API_ADDR HERALD_DEV_TOKENS=true"
+    "gateway1 herald-gateway $HERALD_GATEWAY1_ADDR HERALD_GATEWAY_ADDR=$HERALD_GATEWAY1_ADDR HERALD_NODE_ID=gateway1 HERALD_API_URL=http://$HERALD_API_ADDR"
+    "gateway2 herald-gateway $HERALD_GATEWAY2_ADDR HERALD_GATEWAY_ADDR=$HERALD_GATEWAY2_ADDR HERALD_NODE_ID=gateway2 HERALD_API_URL=http://$HERALD_API_ADDR"
+    "worker herald-worker $HERALD_WORKER_ADDR HERALD_WORKER_ADDR=$HERALD_WORKER_ADDR HERALD_MAIL_DIR=$RUN_DIR/mail"
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -169,10 +175,12 @@ ensure_packages() {
     # The real socket.io-client runs on Node in the gateway's Socket.IO tests.
     have node || missing+=(nodejs)
     have npm || missing+=(npm)
+    # Headless Chromium for the browser end-to-end tests (driven by playwright-core).
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
     # A real SMTP server for the worker's tests (Debian's python3, not a pyenv one).
     /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(python3-aiosmtpd)
     if ((${#missing[@]} == 0)); then
-        log "system packages present (postgresql, redis-server, nginx, curl, openssl, python3-aiosmtpd, nodejs, npm)"
+        log "system packages present (postgresql, redis-server, nginx, curl, openssl, python3-aiosmtpd, nodejs, npm, chromium)"
         return 0
     fi
     log "installing missing packages: ${missing[*]}"
@@ -392,7 +400,7 @@ stop_pidfile() {
 }
 
 # Every binary we start runs from here; a pid whose command line has it is one of ours.
-SERVICE_MATCH="$REPO_ROOT/target/release/"
+SERVICE_MATCH="$REPO_ROOT/target/$HERALD_PROFILE/"
 
 stop_services() {
     local pidf
@@ -416,7 +424,7 @@ service_env() {
 start_service() {
     local name=$1 bin=$2 addr=$3
     shift 3
-    local exe="$REPO_ROOT/target/release/$bin" logf="$LOG_DIR/$name.log" pidf="$RUN_DIR/$name.pid"
+    local exe="$REPO_ROOT/target/$HERALD_PROFILE/$bin" logf="$LOG_DIR/$name.log" pidf="$RUN_DIR/$name.pid"
     [[ -x $exe ]] || die "$exe not found: did the build succeed?"
     if [[ $addr != - ]]; then
         split_addr "$addr"
@@ -590,12 +598,8 @@ validate_config() {
     fi
 }
 
-cmd_up() {
-    validate_config
-    cmd_deps
-    ensure_services
-    ensure_database
-    build_services
+# Starts every service and nginx from already-built binaries (target/$HERALD_PROFILE).
+start_stack() {
     stop_services
     local entry words
     for entry in "${SERVICES[@]}"; do
@@ -603,6 +607,15 @@ cmd_up() {
         start_service "${words[@]}"
     done
     start_nginx
+}
+
+cmd_up() {
+    validate_config
+    cmd_deps
+    ensure_services
+    ensure_database
+    build_services
+    start_stack
     cat <<EOF
 
 Herald is up.
@@ -707,7 +720,33 @@ cmd_test() {
         die "npm ci failed in gateway/tests/socketio"
     log "cargo test --workspace $*"
     cargo test --workspace "$@" || die "tests failed"
+    log "node --test web/tests (client unit tests)"
+    (cd "$REPO_ROOT/web" && npm ci --no-audit --no-fund --loglevel=error && node --test tests/client.test.mjs) ||
+        die "client unit tests failed"
+    run_e2e || die "browser end-to-end tests failed"
     log "all checks passed"
+}
+
+# The browser end-to-end tests: a private stack (its own ports, database, Redis prefix and run
+# dir) from the debug binaries `cargo test` just built, headless Chromium driven by
+# playwright-core, then the stack is stopped again.
+run_e2e() {
+    local e2e_dir="$RUN_DIR/e2e" db_url status=0
+    db_url="${DATABASE_URL%/*}/herald_e2e"
+    log "browser end-to-end tests (private stack on 127.0.0.1:18000)"
+    (cd "$REPO_ROOT" && cargo build -p herald-api -p herald-gateway -p herald-worker) || return 1
+    local -a env=(
+        HERALD_PROFILE=debug HERALD_RUN_DIR="$e2e_dir" HERALD_PUBLIC_URL=http://127.0.0.1:18000
+        HERALD_API_ADDR=127.0.0.1:18001 HERALD_GATEWAY1_ADDR=127.0.0.1:18011
+        HERALD_GATEWAY2_ADDR=127.0.0.1:18012 HERALD_WORKER_ADDR=127.0.0.1:18021
+        DATABASE_URL="$db_url" REDIS_PREFIX="e2e$$" RUST_LOG=warn
+    )
+    env "${env[@]}" "$0" _start || { env "${env[@]}" "$0" down; return 1; }
+    HERALD_E2E_URL=http://127.0.0.1:18000 HERALD_E2E_RUN_DIR="$e2e_dir" \
+        HERALD_E2E_GATEWAYS=127.0.0.1:18011,127.0.0.1:18012 \
+        node --test --test-concurrency=1 "$REPO_ROOT/web/tests/e2e.test.mjs" || status=1
+    env "${env[@]}" "$0" down >/dev/null
+    return "$status"
 }
 
 # Postgres, Redis, role and database only (no build, nothing started).
@@ -777,6 +816,13 @@ main() {
     infra) cmd_infra "$@" ;;
     nginx-config) cmd_nginx_config "$@" ;;
     token) cmd_token "$@" ;;
+    _start)
+        # Internal (run_e2e): the database, then start_stack from existing binaries.
+        validate_config
+        ensure_services
+        ensure_database
+        start_stack
+        ;;
     help | -h | --help) usage ;;
     *)
         usage >&2

@@ -70,6 +70,11 @@ pub struct Config {
     #[arg(long, env = "HERALD_MAX_BODY_BYTES", default_value_t = defaults::MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
 
+    /// DEVELOPMENT ONLY: serve `GET /api/dev/token`, which mints any token for anyone (the demo
+    /// page uses it). Never turn this on where real users are.
+    #[arg(long, env = "HERALD_DEV_TOKENS", default_value_t = false)]
+    pub dev_tokens: bool,
+
     /// How often the relay looks for unpublished notifications without being woken.
     #[arg(long, env = "HERALD_RELAY_POLL_MS", default_value_t = defaults::RELAY_POLL_MS)]
     pub relay_poll_ms: u64,
@@ -91,6 +96,7 @@ impl Config {
             max_data_bytes: defaults::MAX_DATA_BYTES,
             max_body_bytes: defaults::MAX_BODY_BYTES,
             relay_poll_ms: defaults::RELAY_POLL_MS,
+            dev_tokens: false,
         }
     }
 

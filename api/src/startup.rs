@@ -40,6 +40,8 @@ pub struct Shared {
     pub relay_poll: Duration,
     pub max_data_bytes: usize,
     pub request_timeout: Duration,
+    /// Set only when HERALD_DEV_TOKENS is on (and the secret is HS256).
+    pub dev_token_secret: Option<herald_core::secret::Secret>,
 }
 
 impl Shared {
@@ -88,7 +90,13 @@ impl App {
             relay_poll: Duration::from_millis(config.relay_poll_ms),
             max_data_bytes: config.max_data_bytes,
             request_timeout: config.request_timeout(),
+            dev_token_secret: config.jwt.secret.clone().filter(|_| config.dev_tokens),
         });
+        if config.dev_tokens {
+            tracing::warn!(
+                "HERALD_DEV_TOKENS is on: /api/dev/token mints tokens for anyone (development only)"
+            );
+        }
         let router = routes::router()
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
             .layer(middleware::from_fn_with_state(state.clone(), observe))

@@ -5,11 +5,13 @@
 //! - [`publish`]: host application → Herald (`POST /api/notifications`, `POST /api/events`).
 //! - [`preferences`]: `GET/PUT /api/notifications/preferences`.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/api/openapi.json`.
+//! - [`web`]: the browser client, the demo page, development tokens.
 
 pub mod inbox;
 pub mod ops;
 pub mod preferences;
 pub mod publish;
+pub mod web;
 
 use crate::startup::AppState;
 use axum::Router;
@@ -20,4 +22,5 @@ pub fn router() -> Router<AppState> {
         .merge(publish::router())
         .merge(preferences::router())
         .merge(ops::router())
+        .merge(web::router())
 }

@@ -426,3 +426,57 @@ async fn connection_stats_add_up_what_live_gateways_report() {
         "a dead gateway is forgotten"
     );
 }
+
+#[tokio::test]
+async fn the_client_and_demo_page_are_served_and_dev_tokens_exist_only_when_enabled() {
+    let app = spawn_app().await;
+    let page = app.http.get(app.url("/")).send().await.unwrap();
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains(r#"<script type="module" src="/demo.js">"#)
+    );
+    let js = app.http.get(app.url("/herald.js")).send().await.unwrap();
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(
+        js.text()
+            .await
+            .unwrap()
+            .contains("export class HeraldClient")
+    );
+    let off = app
+        .http
+        .get(app.url("/api/dev/token?sub=alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        off.status(),
+        StatusCode::NOT_FOUND,
+        "off unless HERALD_DEV_TOKENS is set"
+    );
+
+    let mut config = test_config(&fresh_database().await, &redis_url());
+    config.dev_tokens = true;
+    let dev = spawn_with(config).await;
+    let minted: Value = dev
+        .http
+        .get(dev.url("/api/dev/token?sub=alice&roles=admin"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = minted["token"].as_str().unwrap();
+    assert_eq!(
+        dev.inbox(token, "").await.status,
+        StatusCode::OK,
+        "the minted token works"
+    );
+}
