@@ -1,17 +1,36 @@
 //! WebSocket clients for the load scenarios: many connections spread over several 127.0.0.x
-//! source addresses (a process here holds ~19.9k sockets; one source address, ~28k ports), each
-//! waiting for the gateway's greeting, plus reading the gateway process's RSS and CPU from /proc.
+//! source addresses (a process here holds ~19.9k sockets; one source address, ~28k ports),
+//! speaking Herald's raw protocol or Socket.IO (Engine.IO v4 over WebSocket, written out here so
+//! Herald and the Socket.IO peers are driven by the same code), plus /proc readings.
 
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{WebSocketStream, client_async};
 
 pub type Ws = WebSocketStream<TcpStream>;
 
-/// Opens one connection from source address 127.0.0.`source` and waits for the greeting.
-pub async fn connect(gateway: SocketAddr, source: u8, token: &str) -> anyhow::Result<Ws> {
+/// Which protocol a connection speaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protocol {
+    /// `/api/notifications/ws?token=` (Herald, and the FastAPI peer).
+    Raw,
+    /// Socket.IO v5 on the given namespace, token in the handshake auth.
+    SocketIo(String),
+}
+
+/// One client-side event: a notification or event frame arrived (with its text), or the
+/// connection ended.
+#[derive(Debug)]
+pub enum Seen {
+    Frame(String),
+    Closed,
+}
+
+async fn tcp(gateway: SocketAddr, source: u8) -> anyhow::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(
         IpAddr::V4(Ipv4Addr::new(127, 0, 0, source)),
@@ -19,42 +38,135 @@ pub async fn connect(gateway: SocketAddr, source: u8, token: &str) -> anyhow::Re
     ))?;
     let stream = socket.connect(gateway).await?;
     stream.set_nodelay(true)?;
-    let url = format!("ws://{gateway}/api/notifications/ws?token={token}");
-    let (mut ws, _) = client_async(url, stream).await?;
-    let hello = tokio::time::timeout(Duration::from_secs(30), ws.next())
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("closed before the greeting"))??;
-    anyhow::ensure!(
-        hello.to_text()?.contains("connection_established"),
-        "unexpected greeting"
-    );
-    Ok(ws)
+    Ok(stream)
 }
 
-/// Opens `n` connections (`concurrency` at a time), `token_for(i)` each, spread over `sources`
+async fn next_text(ws: &mut Ws) -> anyhow::Result<String> {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("closed during the handshake"))??;
+        if let Message::Text(t) = msg {
+            return Ok(t.to_string());
+        }
+    }
+}
+
+/// Opens one connection from 127.0.0.`source` and completes the protocol's greeting.
+/// `since` resumes (raw protocol only).
+pub async fn connect(
+    gateway: SocketAddr,
+    source: u8,
+    token: &str,
+    protocol: &Protocol,
+    since: Option<&str>,
+) -> anyhow::Result<Ws> {
+    let stream = tcp(gateway, source).await?;
+    match protocol {
+        Protocol::Raw => {
+            let mut url = format!("ws://{gateway}/api/notifications/ws?token={token}");
+            if let Some(s) = since {
+                url.push_str(&format!("&since={s}"));
+            }
+            let (mut ws, _) = client_async(url, stream).await?;
+            let hello = next_text(&mut ws).await?;
+            anyhow::ensure!(
+                hello.contains("connection_established"),
+                "unexpected greeting: {hello}"
+            );
+            Ok(ws)
+        }
+        Protocol::SocketIo(ns) => {
+            let (mut ws, _) = client_async(
+                format!("ws://{gateway}/socket.io/?EIO=4&transport=websocket"),
+                stream,
+            )
+            .await?;
+            let open = next_text(&mut ws).await?;
+            anyhow::ensure!(open.starts_with('0'), "unexpected Engine.IO open: {open}");
+            ws.send(Message::text(format!(
+                "40{ns},{}",
+                serde_json::json!({ "token": token })
+            )))
+            .await?;
+            loop {
+                let reply = next_text(&mut ws).await?;
+                if reply == "2" {
+                    ws.send(Message::text("3")).await?;
+                } else if reply.starts_with(&format!("40{ns},")) {
+                    return Ok(ws);
+                } else {
+                    anyhow::bail!("namespace refused: {reply}");
+                }
+            }
+        }
+    }
+}
+
+/// Opens `n` connections (`concurrency` at a time), token `token_for(i)`, spread over `sources`
 /// source addresses; returns them and the connect rate per second.
 pub async fn connect_many(
     gateway: SocketAddr,
     n: usize,
     sources: u8,
     concurrency: usize,
+    protocol: &Protocol,
     token_for: impl Fn(usize) -> String,
 ) -> anyhow::Result<(Vec<Ws>, f64)> {
     let started = std::time::Instant::now();
     let tokens: Vec<String> = (0..n).map(&token_for).collect();
-    let results: Vec<anyhow::Result<Ws>> =
-        futures::stream::iter(tokens.into_iter().enumerate())
-            .map(|(i, t)| async move {
-                connect(gateway, 1 + (i % sources.max(1) as usize) as u8, &t).await
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
+    let results: Vec<anyhow::Result<Ws>> = futures::stream::iter(tokens.into_iter().enumerate())
+        .map(|(i, t)| async move {
+            connect(
+                gateway,
+                1 + (i % sources.max(1) as usize) as u8,
+                &t,
+                protocol,
+                None,
+            )
+            .await
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
     let mut out = Vec::with_capacity(n);
     for r in results {
         out.push(r?);
     }
     Ok((out, n as f64 / started.elapsed().as_secs_f64()))
+}
+
+/// Reads a connection until it ends, answering Engine.IO pings, and reports every notification
+/// or event frame (tagged with `tag`).
+pub fn spawn_reader<T: Clone + Send + 'static>(
+    ws: Ws,
+    protocol: Protocol,
+    tag: T,
+    tx: mpsc::UnboundedSender<(T, Seen)>,
+) {
+    tokio::spawn(async move {
+        let (mut sink, mut stream) = ws.split();
+        while let Some(Ok(msg)) = stream.next().await {
+            let Message::Text(text) = msg else { continue };
+            let text = text.to_string();
+            let frame = match &protocol {
+                Protocol::Raw => (text != "pong").then_some(text),
+                Protocol::SocketIo(_) if text == "2" => {
+                    if sink.send(Message::text("3")).await.is_err() {
+                        break;
+                    }
+                    None
+                }
+                Protocol::SocketIo(_) => text.starts_with("42").then_some(text),
+            };
+            if let Some(f) = frame
+                && tx.send((tag.clone(), Seen::Frame(f))).is_err()
+            {
+                return;
+            }
+        }
+        let _ = tx.send((tag, Seen::Closed));
+    });
 }
 
 /// Resident memory of a process, in KiB.

@@ -1,15 +1,21 @@
-//! Scenarios against a gateway: `hold` (idle connections: connect rate, RSS per connection),
-//! `fanout` (one event to every connection of a role: deliveries per second of gateway CPU and
-//! last-recipient latency) and `targeted` (per-user notifications through the api at a fixed
-//! rate: publish-to-receive latency, loss).
+//! Scenarios against gateways (Herald's, or a peer speaking the same protocol): `hold` (idle
+//! connections: connect rate, RSS per connection), `fanout` (one event to every connection of a
+//! role: last-recipient latency, deliveries per second of gateway CPU), `targeted` (per-user
+//! notifications through the api at a fixed rate: publish-to-receive latency, loss),
+//! `slow-client` (one client stops reading: it is cut off, the others lose nothing) and
+//! `reconnect-storm` (a gateway is killed: time until every client is back and resumed, loss).
+//! Each returns a report; `main` prints it as a line of text and a JSON line.
 
-use crate::clients::{self, Ws};
+use crate::clients::{self, Protocol, Seen};
 use crate::stats::Latencies;
-use futures::StreamExt;
 use herald_core::auth::{TokenClaims, mint_hs256, now_unix};
 use herald_core::secret::Secret;
+use serde::Serialize;
 use serde_json::json;
+
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -17,22 +23,36 @@ use tokio::sync::mpsc;
 pub struct Target {
     /// Gateway address (host:port), direct or through nginx.
     #[arg(long, default_value = "127.0.0.1:8011")]
-    gateway: SocketAddr,
+    pub gateway: SocketAddr,
     /// The gateway's pid, to read its RSS and CPU time from /proc.
     #[arg(long)]
-    gateway_pid: Option<u32>,
+    pub gateway_pid: Option<u32>,
     /// Connections to open.
     #[arg(long, default_value_t = 1_000)]
-    connections: usize,
+    pub connections: usize,
     /// Source addresses 127.0.0.1..=N to spread connections over.
     #[arg(long, default_value_t = 4)]
-    sources: u8,
+    pub sources: u8,
     /// Connections being opened at once.
     #[arg(long, default_value_t = 200)]
-    connect_concurrency: usize,
+    pub connect_concurrency: usize,
+    /// `raw` (the WebSocket protocol) or `socketio`.
+    #[arg(long, default_value = "raw")]
+    pub protocol: String,
 }
 
-fn mint(secret: &Secret, sub: &str, roles: &[&str], scope: Option<&str>) -> String {
+impl Target {
+    /// The protocol, on `namespace` when it is Socket.IO.
+    fn protocol(&self, namespace: &str) -> Protocol {
+        if self.protocol == "socketio" {
+            Protocol::SocketIo(namespace.to_owned())
+        } else {
+            Protocol::Raw
+        }
+    }
+}
+
+pub fn mint(secret: &Secret, sub: &str, roles: &[&str], scope: Option<&str>) -> String {
     mint_hs256(
         secret,
         &TokenClaims {
@@ -48,129 +68,171 @@ fn mint(secret: &Secret, sub: &str, roles: &[&str], scope: Option<&str>) -> Stri
     )
 }
 
-pub async fn hold(secret: &Secret, t: Target, hold_secs: u64) -> anyhow::Result<()> {
+fn run_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: String,
+    token: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let resp = http.post(url).bearer_auth(token).json(&body).send().await?;
+    let status = resp.status();
+    anyhow::ensure!(
+        status.is_success(),
+        "{} answered {status}",
+        resp.url().path()
+    );
+    Ok(resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[derive(Debug, Serialize)]
+pub struct HoldReport {
+    pub connections: usize,
+    pub connect_rate: f64,
+    pub rss_before_kib: Option<u64>,
+    pub rss_after_kib: Option<u64>,
+    pub bytes_per_connection: Option<f64>,
+}
+
+pub async fn hold(secret: &Secret, t: &Target, hold_secs: u64) -> anyhow::Result<HoldReport> {
     let before = t.gateway_pid.map(clients::rss_kib).transpose()?;
-    let run = uuid::Uuid::new_v4().simple().to_string();
+    let run = run_id();
     let (conns, rate) = clients::connect_many(
         t.gateway,
         t.connections,
         t.sources,
         t.connect_concurrency,
+        &t.protocol("/user"),
         |i| mint(secret, &format!("hold-{run}-{i}"), &[], None),
     )
     .await?;
     tokio::time::sleep(Duration::from_secs(hold_secs)).await;
     let after = t.gateway_pid.map(clients::rss_kib).transpose()?;
-    let per_conn = match (before, after) {
-        (Some(b), Some(a)) => Some((a.saturating_sub(b)) as f64 * 1024.0 / conns.len() as f64),
+    let per = match (before, after) {
+        (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 * 1024.0 / conns.len() as f64),
         _ => None,
     };
-    println!(
-        "hold: connections={} connect_rate={:.0}/s gateway_rss_before={:?}KiB after={:?}KiB per_connection={}",
-        conns.len(),
-        rate,
-        before,
-        after,
-        per_conn
-            .map(|b| format!("{:.0} B", b))
-            .unwrap_or_else(|| "n/a (give --gateway-pid)".into())
-    );
-    println!(
-        "RESULT {}",
-        json!({"scenario": "hold", "connections": conns.len(), "connect_rate": rate, "rss_before_kib": before, "rss_after_kib": after, "bytes_per_connection": per_conn})
-    );
-    drop(conns);
-    Ok(())
+    Ok(HoldReport {
+        connections: conns.len(),
+        connect_rate: rate,
+        rss_before_kib: before,
+        rss_after_kib: after,
+        bytes_per_connection: per,
+    })
 }
 
-/// Reads every connection; sends (connection index, arrival) for each event frame.
-fn spawn_readers(conns: Vec<Ws>, tx: mpsc::UnboundedSender<Instant>) {
-    for ws in conns {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let (_, mut rx) = ws.split();
-            while let Some(Ok(msg)) = rx.next().await {
-                if msg.is_text() && tx.send(Instant::now()).is_err() {
-                    return;
-                }
-            }
-        });
-    }
+#[derive(Debug, Serialize)]
+pub struct FanoutReport {
+    pub connections: usize,
+    pub rounds: usize,
+    pub delivered: usize,
+    pub lost: usize,
+    pub last_p50_ms: f64,
+    pub last_p99_ms: f64,
+    pub gateway_cpu_s: f64,
+    pub deliveries_per_cpu_s: Option<f64>,
 }
 
-pub async fn fanout(api: &str, secret: &Secret, t: Target, rounds: usize) -> anyhow::Result<()> {
-    let run = uuid::Uuid::new_v4().simple().to_string();
-    let role = format!("lt{}", &run[..12]);
-    let (conns, rate) = clients::connect_many(
+/// `rounds` rounds of `burst` events published back to back, each round waiting until every
+/// connection has every event (`burst` > 1 measures the saturated regime, where frames queue
+/// up per connection).
+pub async fn fanout(
+    api: &str,
+    secret: &Secret,
+    t: &Target,
+    rounds: usize,
+    burst: usize,
+) -> anyhow::Result<FanoutReport> {
+    let burst = burst.max(1);
+    let run = run_id();
+    let role = format!("lt{run}");
+    let protocol = t.protocol(&format!("/{role}"));
+    let (conns, _) = clients::connect_many(
         t.gateway,
         t.connections,
         t.sources,
         t.connect_concurrency,
+        &protocol,
         |i| mint(secret, &format!("fan-{run}-{i}"), &[role.as_str()], None),
     )
     .await?;
     let n = conns.len();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    spawn_readers(conns, tx);
+    for ws in conns {
+        clients::spawn_reader(ws, protocol.clone(), (), tx.clone());
+    }
     let http = reqwest::Client::new();
     let publisher = mint(secret, "loadtest", &[], Some("publish"));
-    let mut last = Vec::with_capacity(rounds);
-    let mut cpu = 0.0;
+    let (mut last, mut cpu, mut delivered, mut lost) = (Vec::with_capacity(rounds), 0.0, 0, 0);
     for r in 0..rounds {
         let cpu_before = t.gateway_pid.map(clients::cpu_seconds).transpose()?;
         let sent = Instant::now();
-        let resp = http
-            .post(format!("{api}/api/events"))
-            .bearer_auth(&publisher)
-            .json(&json!({"event": "fanout", "roles": [role], "data": {"round": r}}))
-            .send()
+        for k in 0..burst {
+            post(
+                &http,
+                format!("{api}/api/events"),
+                &publisher,
+                json!({"event": "fanout", "roles": [role], "data": {"round": r, "k": k}}),
+            )
             .await?;
-        anyhow::ensure!(resp.status() == 202, "event answered {}", resp.status());
-        let mut got = 0;
-        let mut latest = sent;
-        while got < n {
-            let at = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("readers ended"))?;
-            latest = latest.max(at);
-            got += 1;
         }
+        let (mut got, mut latest) = (0, sent);
+        let deadline = sent + Duration::from_secs(60);
+        let want = n * burst;
+        while got < want {
+            match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                Ok(Some((_, Seen::Frame(_)))) => {
+                    latest = Instant::now();
+                    got += 1;
+                }
+                Ok(Some((_, Seen::Closed))) => {}
+                _ => break,
+            }
+        }
+        delivered += got;
+        lost += want - got;
         last.push(latest - sent);
         if let (Some(b), Some(pid)) = (cpu_before, t.gateway_pid) {
             cpu += clients::cpu_seconds(pid)? - b;
         }
     }
     let lat = Latencies::new(last);
-    let deliveries = (n * rounds) as f64;
-    let per_cpu_s = if cpu > 0.0 {
-        Some(deliveries / cpu)
-    } else {
-        None
-    };
-    println!(
-        "fanout: connections={n} rounds={rounds} connect_rate={rate:.0}/s last_recipient p50={:.1}ms p99={:.1}ms max={:.1}ms gateway_cpu={cpu:.2}s deliveries_per_cpu_s={}",
-        lat.ms(50.0),
-        lat.ms(99.0),
-        lat.ms(100.0),
-        per_cpu_s
-            .map(|d| format!("{d:.0}"))
-            .unwrap_or_else(|| "n/a (give --gateway-pid)".into())
-    );
-    println!(
-        "RESULT {}",
-        json!({"scenario": "fanout", "connections": n, "rounds": rounds, "last_p50_ms": lat.ms(50.0), "last_p99_ms": lat.ms(99.0), "gateway_cpu_s": cpu, "deliveries_per_cpu_s": per_cpu_s})
-    );
-    Ok(())
+    Ok(FanoutReport {
+        connections: n,
+        rounds,
+        delivered,
+        lost,
+        last_p50_ms: lat.ms(50.0),
+        last_p99_ms: lat.ms(99.0),
+        gateway_cpu_s: cpu,
+        deliveries_per_cpu_s: (cpu > 0.0).then(|| delivered as f64 / cpu),
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct TargetedReport {
+    pub rate: u32,
+    pub sent: u64,
+    pub errors: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
 }
 
 pub async fn targeted(
     api: &str,
     secret: &Secret,
-    t: Target,
+    t: &Target,
     rate: u32,
     seconds: u64,
-) -> anyhow::Result<()> {
-    let run = uuid::Uuid::new_v4().simple().to_string();
+) -> anyhow::Result<TargetedReport> {
+    let run = run_id();
     let users: Vec<String> = (0..t.connections)
         .map(|i| format!("tg-{run}-{i}"))
         .collect();
@@ -179,32 +241,20 @@ pub async fn targeted(
         users.len(),
         t.sources,
         t.connect_concurrency,
+        &Protocol::Raw,
         |i| mint(secret, &users[i], &[], None),
     )
     .await?;
-    // Each frame carries its send time in `data.sent_us` (µs since `epoch`).
+    // Each notification carries its send time in `data.sent_us` (µs since `epoch`).
     let epoch = Instant::now();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Duration>();
+    let (tx, mut rx) = mpsc::unbounded_channel();
     for ws in conns {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let (_, mut stream) = ws.split();
-            while let Some(Ok(msg)) = stream.next().await {
-                let Ok(text) = msg.to_text() else { continue };
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
-                    continue;
-                };
-                if let Some(us) = v["notification"]["data"]["sent_us"].as_u64() {
-                    let _ = tx.send(epoch.elapsed().saturating_sub(Duration::from_micros(us)));
-                }
-            }
-        });
+        clients::spawn_reader(ws, Protocol::Raw, (), tx.clone());
     }
     let http = reqwest::Client::new();
     let publisher = mint(secret, "loadtest", &[], Some("publish"));
-    let total = rate as u64 * seconds;
+    let total = u64::from(rate) * seconds;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
-    let mut errors = 0u64;
     let (etx, mut erx) = mpsc::unbounded_channel::<bool>();
     for i in 0..total {
         tick.tick().await;
@@ -217,42 +267,266 @@ pub async fn targeted(
         let user = users[i as usize % users.len()].clone();
         let sent_us = epoch.elapsed().as_micros() as u64;
         tokio::spawn(async move {
-            let ok = http
-                .post(url)
-                .bearer_auth(&publisher)
-                .json(&json!({"recipients": [user], "type": "loadtest", "title": "t", "message": "", "data": {"sent_us": sent_us}}))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 201);
-            let _ = etx.send(ok);
+            let body = json!({"recipients": [user], "type": "loadtest", "title": "t", "message": "", "data": {"sent_us": sent_us}});
+            let _ = etx.send(post(&http, url, &publisher, body).await.is_ok());
         });
     }
     drop(etx);
+    let mut errors = 0;
     while let Some(ok) = erx.recv().await {
-        if !ok {
-            errors += 1;
-        }
+        errors += u64::from(!ok);
     }
     let mut samples = Vec::with_capacity(total as usize);
     let deadline = Instant::now() + Duration::from_secs(10);
     while (samples.len() as u64) < total - errors && Instant::now() < deadline {
-        if let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
-            samples.push(d);
+        if let Ok(Some((_, Seen::Frame(text)))) =
+            tokio::time::timeout(Duration::from_millis(500), rx.recv()).await
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(us) = v["notification"]["data"]["sent_us"].as_u64()
+        {
+            samples.push(epoch.elapsed().saturating_sub(Duration::from_micros(us)));
         }
     }
     let received = samples.len() as u64;
     let lat = Latencies::new(samples);
-    println!(
-        "targeted: rate={rate}/s sent={total} errors={errors} received={received} lost={} publish_to_receive p50={:.2}ms p90={:.2}ms p99={:.2}ms p99.9={:.2}ms",
-        total - errors - received,
-        lat.ms(50.0),
-        lat.ms(90.0),
-        lat.ms(99.0),
-        lat.ms(99.9)
+    Ok(TargetedReport {
+        rate,
+        sent: total,
+        errors,
+        received,
+        lost: total - errors - received,
+        p50_ms: lat.ms(50.0),
+        p90_ms: lat.ms(90.0),
+        p99_ms: lat.ms(99.0),
+        p999_ms: lat.ms(99.9),
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct SlowReport {
+    pub events: usize,
+    pub healthy_clients: usize,
+    pub healthy_lost: usize,
+    pub slow_client_cut_off: bool,
+}
+
+/// One client reads nothing while `events` events of 15 KB go to a role it shares with healthy
+/// clients: the slow one must be cut off, the healthy ones must get every event.
+pub async fn slow_client(
+    api: &str,
+    secret: &Secret,
+    t: &Target,
+    events: usize,
+) -> anyhow::Result<SlowReport> {
+    let run = run_id();
+    let role = format!("slow{run}");
+    let slow = clients::connect(
+        t.gateway,
+        1,
+        &mint(secret, &format!("slow-{run}"), &[role.as_str()], None),
+        &Protocol::Raw,
+        None,
+    )
+    .await?;
+    let healthy_n = t.connections.max(1);
+    let (conns, _) = clients::connect_many(
+        t.gateway,
+        healthy_n,
+        t.sources,
+        t.connect_concurrency,
+        &Protocol::Raw,
+        |i| mint(secret, &format!("ok-{run}-{i}"), &[role.as_str()], None),
+    )
+    .await?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    for ws in conns {
+        clients::spawn_reader(ws, Protocol::Raw, (), tx.clone());
+    }
+    let http = reqwest::Client::new();
+    let publisher = mint(secret, "loadtest", &[], Some("publish"));
+    let blob = "x".repeat(15_000);
+    for i in 0..events {
+        post(
+            &http,
+            format!("{api}/api/events"),
+            &publisher,
+            json!({"event": "bulk", "roles": [role], "data": {"i": i, "blob": blob}}),
+        )
+        .await?;
+    }
+    let expected = events * healthy_n;
+    let mut got = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got < expected && Instant::now() < deadline {
+        if let Ok(Some((_, Seen::Frame(_)))) =
+            tokio::time::timeout(Duration::from_millis(500), rx.recv()).await
+        {
+            got += 1;
+        }
+    }
+    // Now drain the slow client: it must end (closed by the server), not go on forever.
+    let (stx, mut srx) = mpsc::unbounded_channel();
+    clients::spawn_reader(slow, Protocol::Raw, (), stx);
+    let mut cut_off = false;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(500), srx.recv()).await {
+            Ok(Some((_, Seen::Closed))) | Ok(None) => {
+                cut_off = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    Ok(SlowReport {
+        events,
+        healthy_clients: healthy_n,
+        healthy_lost: expected - got,
+        slow_client_cut_off: cut_off,
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct StormReport {
+    pub clients: usize,
+    pub killed_pid: u32,
+    pub all_back_ms: Option<f64>,
+    pub lost: usize,
+}
+
+/// `n` clients through `entry` (nginx), one user each, all resuming with `since` after any
+/// disconnect (backoff with full jitter up to 1 s). The gateway `kill_pid` is SIGKILLed, one
+/// notification goes to every user meanwhile: how long until each client has it, and how many
+/// never do.
+pub async fn reconnect_storm(
+    api: &str,
+    secret: &Secret,
+    entry: SocketAddr,
+    kill_pid: u32,
+    n: usize,
+    sources: u8,
+) -> anyhow::Result<StormReport> {
+    let run = run_id();
+    let users: Vec<String> = (0..n).map(|i| format!("storm-{run}-{i}")).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, String)>();
+    for (i, user) in users.iter().enumerate() {
+        let (token, tx, stop) = (mint(secret, user, &[], None), tx.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut since: Option<String> = None;
+            let mut attempt = 0u32;
+            while !stop.load(Ordering::SeqCst) {
+                let source = 1 + (i % sources.max(1) as usize) as u8;
+                let Ok(ws) =
+                    clients::connect(entry, source, &token, &Protocol::Raw, since.as_deref()).await
+                else {
+                    attempt += 1;
+                    let cap = 100u64 << attempt.min(4);
+                    tokio::time::sleep(Duration::from_millis(fastrand_ms(cap))).await;
+                    continue;
+                };
+                attempt = 0;
+                let (ftx, mut frx) = mpsc::unbounded_channel();
+                clients::spawn_reader(ws, Protocol::Raw, (), ftx);
+                while let Some((_, seen)) = frx.recv().await {
+                    match seen {
+                        Seen::Frame(text) => {
+                            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                                && let Some(id) = v["notification"]["id"].as_str()
+                            {
+                                since = Some(id.to_owned());
+                                let _ = tx.send((i, id.to_owned()));
+                            }
+                        }
+                        Seen::Closed => break,
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(fastrand_ms(1_000))).await;
+            }
+        });
+    }
+    let http = reqwest::Client::new();
+    let publisher = mint(secret, "loadtest", &[], Some("publish"));
+    // Everyone connected and holding a resume position.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let first = post(
+        &http,
+        format!("{api}/api/notifications"),
+        &publisher,
+        json!({"recipients": users, "type": "loadtest", "title": "before", "message": ""}),
+    )
+    .await?;
+    let got = wait_all(
+        &mut rx,
+        first["id"].as_str().unwrap_or_default(),
+        n,
+        Duration::from_secs(30),
+    )
+    .await;
+    anyhow::ensure!(
+        got == n,
+        "only {got} of {n} clients were connected before the kill"
     );
-    println!(
-        "RESULT {}",
-        json!({"scenario": "targeted", "rate": rate, "sent": total, "errors": errors, "received": received, "p50_ms": lat.ms(50.0), "p90_ms": lat.ms(90.0), "p99_ms": lat.ms(99.0), "p999_ms": lat.ms(99.9)})
-    );
-    Ok(())
+    let killed = Instant::now();
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &kill_pid.to_string()])
+        .status();
+    let second = post(
+        &http,
+        format!("{api}/api/notifications"),
+        &publisher,
+        json!({"recipients": users, "type": "loadtest", "title": "during", "message": ""}),
+    )
+    .await?;
+    let got = wait_all(
+        &mut rx,
+        second["id"].as_str().unwrap_or_default(),
+        n,
+        Duration::from_secs(30),
+    )
+    .await;
+    let back = killed.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    Ok(StormReport {
+        clients: n,
+        killed_pid: kill_pid,
+        all_back_ms: (got == n).then_some(back.as_secs_f64() * 1000.0),
+        lost: n - got,
+    })
+}
+
+/// Waits until each of the `n` clients reported notification `id`; returns how many did.
+async fn wait_all(
+    rx: &mut mpsc::UnboundedReceiver<(usize, String)>,
+    id: &str,
+    n: usize,
+    limit: Duration,
+) -> usize {
+    let mut have = vec![false; n];
+    let mut count = 0;
+    let deadline = Instant::now() + limit;
+    while count < n && Instant::now() < deadline {
+        if let Ok(Some((i, got))) =
+            tokio::time::timeout(Duration::from_millis(200), rx.recv()).await
+            && got == id
+            && !have[i]
+        {
+            have[i] = true;
+            count += 1;
+        }
+    }
+    count
+}
+
+/// A random delay in 0..max ms (full jitter).
+fn fastrand_ms(max: u64) -> u64 {
+    fastrand::u64(0..max.max(1))
+}
+
+/// Prints a report as a line of text and a `RESULT` JSON line.
+pub fn print<R: Serialize + std::fmt::Debug>(name: &str, report: &R) {
+    println!("{name}: {report:?}");
+    let mut v = serde_json::to_value(report).unwrap_or_default();
+    v["scenario"] = json!(name);
+    println!("RESULT {v}");
 }

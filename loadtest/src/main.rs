@@ -6,11 +6,13 @@
 //! - [`stats`]: percentiles over recorded latencies.
 //! - [`publish`]: the `publish` scenario (api → Postgres write latency and fan-out throughput).
 //! - [`gateway`]: `hold`, `fanout` and `targeted` against a gateway.
-//! - [`clients`]: many WebSocket connections over several source addresses; /proc readings.
+//! - [`clients`]: many raw or Socket.IO connections over several source addresses; /proc.
+//! - [`smoke`]: every scenario, small, asserting completion and no loss.
 
 mod clients;
 mod gateway;
 mod publish;
+mod smoke;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -63,6 +65,9 @@ enum Scenario {
         target: gateway::Target,
         #[arg(long, default_value_t = 20)]
         rounds: usize,
+        /// Events published back to back per round.
+        #[arg(long, default_value_t = 1)]
+        burst: usize,
     },
     /// Per-user notifications through the api at a fixed rate: publish-to-receive latency.
     Targeted {
@@ -73,21 +78,88 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// One client stops reading while events of 15 KB keep coming: it is cut off, others lose
+    /// nothing.
+    SlowClient {
+        #[command(flatten)]
+        target: gateway::Target,
+        #[arg(long, default_value_t = 1_200)]
+        events: usize,
+    },
+    /// Kill a gateway: time until every client is back (through nginx) and resumed, and loss.
+    ReconnectStorm {
+        /// nginx in front of the gateways.
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        entry: std::net::SocketAddr,
+        /// The gateway process to SIGKILL.
+        #[arg(long)]
+        kill_pid: u32,
+        #[arg(long, default_value_t = 1_000)]
+        clients: usize,
+        #[arg(long, default_value_t = 4)]
+        sources: u8,
+    },
+    /// Every scenario, small, asserting completion and no loss (the test command runs this).
+    Smoke(smoke::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let (api, secret) = (cli.api.as_str(), &cli.secret);
     match cli.scenario {
-        Scenario::Publish(args) => publish::run(&cli.api, &cli.secret, args).await,
-        Scenario::Hold { target, hold_secs } => gateway::hold(&cli.secret, target, hold_secs).await,
-        Scenario::Fanout { target, rounds } => {
-            gateway::fanout(&cli.api, &cli.secret, target, rounds).await
+        Scenario::Publish(args) => publish::run(api, secret, args).await,
+        Scenario::Hold { target, hold_secs } => {
+            gateway::print("hold", &gateway::hold(secret, &target, hold_secs).await?);
+            Ok(())
+        }
+        Scenario::Fanout {
+            target,
+            rounds,
+            burst,
+        } => {
+            gateway::print(
+                "fanout",
+                &gateway::fanout(api, secret, &target, rounds, burst).await?,
+            );
+            Ok(())
         }
         Scenario::Targeted {
             target,
             rate,
             seconds,
-        } => gateway::targeted(&cli.api, &cli.secret, target, rate, seconds).await,
+        } => {
+            gateway::print(
+                "targeted",
+                &gateway::targeted(api, secret, &target, rate, seconds).await?,
+            );
+            Ok(())
+        }
+        Scenario::SlowClient { target, events } => {
+            gateway::print(
+                "slow-client",
+                &gateway::slow_client(api, secret, &target, events).await?,
+            );
+            Ok(())
+        }
+        Scenario::ReconnectStorm {
+            entry,
+            kill_pid,
+            clients,
+            sources,
+        } => {
+            gateway::print(
+                "reconnect-storm",
+                &gateway::reconnect_storm(api, secret, entry, kill_pid, clients, sources).await?,
+            );
+            Ok(())
+        }
+        Scenario::Smoke(args) => {
+            if smoke::run(api, secret, args).await? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
     }
 }

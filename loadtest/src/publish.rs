@@ -23,6 +23,18 @@ pub struct Args {
     fanout_count: usize,
 }
 
+impl Args {
+    /// A few seconds' worth, for the smoke run.
+    pub fn small() -> Self {
+        Self {
+            count: 20,
+            concurrency: 2,
+            fanout_recipients: 200,
+            fanout_count: 1,
+        }
+    }
+}
+
 pub async fn run(api: &str, secret: &Secret, args: Args) -> anyhow::Result<()> {
     let token = mint_hs256(
         secret,

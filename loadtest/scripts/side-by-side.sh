@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Herald and the three peers side by side, same generator, same scenarios: N idle connections
+# (RSS per connection), then ROUNDS broadcasts to all of them (deliveries per second of the
+# server's CPU, last-recipient latency). Each server is a fresh single process started here and
+# stopped by PID. Prints one RESULT JSON line per server and scenario.
+#
+#   loadtest/scripts/side-by-side.sh   (after `cargo build --release` and loadtest/peers/install.sh)
+set -euo pipefail
+repo=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)
+N=${N:-2000}
+ROUNDS=${ROUNDS:-10}
+BURST=${BURST:-20}
+export HERALD_JWT_SECRET=${HERALD_JWT_SECRET:-herald-dev-secret-change-me}
+lt="$repo/target/release/herald-loadtest"
+pid=""
+stop() { [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; pid=""; }
+trap stop EXIT
+wait_port() { for _ in $(seq 200); do curl -s -o /dev/null "127.0.0.1:$1/" && return 0; sleep 0.1; done; return 1; }
+
+measure() { # NAME PORT PROTOCOL API
+    local name=$1 port=$2 proto=$3 api=$4
+    wait_port "$port"
+    sleep 1
+    "$lt" --api "$api" hold --gateway "127.0.0.1:$port" --gateway-pid "$pid" --connections "$N" \
+        --protocol "$proto" --hold-secs 3 | sed -n "s/^RESULT /RESULT {\"server\":\"$name\",/p" | sed 's/,{/,/'
+    "$lt" --api "$api" fanout --gateway "127.0.0.1:$port" --gateway-pid "$pid" --connections "$N" \
+        --protocol "$proto" --rounds "$ROUNDS" | sed -n "s/^RESULT /RESULT {\"server\":\"$name\",/p" | sed 's/,{/,/'
+    "$lt" --api "$api" fanout --gateway "127.0.0.1:$port" --gateway-pid "$pid" --connections "$N" \
+        --protocol "$proto" --rounds 3 --burst "$BURST" | sed -n "s/^RESULT /RESULT {\"server\":\"$name\",\"burst\":$BURST,/p" | sed 's/,{/,/'
+}
+
+# Herald: one fresh gateway process; events go through the api of the local stack (same Redis).
+HERALD_GATEWAY_ADDR=127.0.0.1:9100 REDIS_PREFIX=${REDIS_PREFIX:-herald} RUST_LOG=warn "$repo/target/release/herald-gateway" >/dev/null 2>&1 &
+pid=$!
+measure herald-ws 9100 raw http://127.0.0.1:8001
+measure herald-socketio 9100 socketio http://127.0.0.1:8001
+stop
+for peer in fastapi_ws:raw python_socketio:socketio node_socketio:socketio; do
+    name=${peer%%:*}
+    "$repo/loadtest/peers/run.sh" "$name" 9101 >/dev/null 2>&1 &
+    pid=$!
+    measure "$name" 9101 "${peer##*:}" http://127.0.0.1:9101
+    stop
+done
