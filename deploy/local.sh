@@ -179,8 +179,11 @@ ensure_packages() {
     [[ -x /usr/bin/chromium ]] || missing+=(chromium)
     # A real SMTP server for the worker's tests (Debian's python3, not a pyenv one).
     /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(python3-aiosmtpd)
+    # Prometheus and promtool for deploy/checks/ops.sh (and python3-yaml for its compose check).
+    have promtool && have prometheus || missing+=(prometheus)
+    /usr/bin/python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
     if ((${#missing[@]} == 0)); then
-        log "system packages present (postgresql, redis-server, nginx, curl, openssl, python3-aiosmtpd, nodejs, npm, chromium)"
+        log "system packages present (postgresql, redis-server, nginx, curl, openssl, python3-aiosmtpd, nodejs, npm, chromium, prometheus, python3-yaml)"
         return 0
     fi
     log "installing missing packages: ${missing[*]}"
@@ -734,7 +737,7 @@ run_e2e() {
     local e2e_dir="$RUN_DIR/e2e" db_url status=0
     db_url="${DATABASE_URL%/*}/herald_e2e"
     log "browser end-to-end tests (private stack on 127.0.0.1:18000)"
-    (cd "$REPO_ROOT" && cargo build -p herald-api -p herald-gateway -p herald-worker) || return 1
+    (cd "$REPO_ROOT" && cargo build -p herald-api -p herald-gateway -p herald-worker -p herald-loadtest) || return 1
     local -a env=(
         HERALD_PROFILE=debug HERALD_RUN_DIR="$e2e_dir" HERALD_PUBLIC_URL=http://127.0.0.1:18000
         HERALD_API_ADDR=127.0.0.1:18001 HERALD_GATEWAY1_ADDR=127.0.0.1:18011
@@ -742,9 +745,17 @@ run_e2e() {
         DATABASE_URL="$db_url" REDIS_PREFIX="e2e$$" RUST_LOG=warn
     )
     env "${env[@]}" "$0" _start || { env "${env[@]}" "$0" down; return 1; }
+    # The operations kit's checks first, while every gateway is up (the tests below kill one).
+    HERALD_JWT_SECRET=$HERALD_JWT_SECRET "$REPO_ROOT/deploy/checks/ops.sh" || status=1
     HERALD_E2E_URL=http://127.0.0.1:18000 HERALD_E2E_RUN_DIR="$e2e_dir" \
         HERALD_E2E_GATEWAYS=127.0.0.1:18011,127.0.0.1:18012 \
         node --test --test-concurrency=1 "$REPO_ROOT/web/tests/e2e.test.mjs" || status=1
+    # Last, on a restarted stack (the browser tests killed a gateway); its reconnect-storm
+    # scenario kills one again.
+    env "${env[@]}" "$0" _start >/dev/null || status=1
+    log "herald-loadtest smoke (every load scenario, small: completes, loses nothing)"
+    "$REPO_ROOT/target/debug/herald-loadtest" --api http://127.0.0.1:18001 smoke --entry 127.0.0.1:18000 \
+        --gateways 127.0.0.1:18011,127.0.0.1:18012 --run-dir "$e2e_dir" | grep -v '^RESULT ' || status=1
     env "${env[@]}" "$0" down >/dev/null
     return "$status"
 }
