@@ -726,6 +726,8 @@ cmd_test() {
     log "node --test web/tests (client unit tests)"
     (cd "$REPO_ROOT/web" && npm ci --no-audit --no-fund --loglevel=error && node --test tests/client.test.mjs) ||
         die "client unit tests failed"
+    log "node --check loadtest/k6 (k6 cannot run here; its scripts must at least parse)"
+    for f in "$REPO_ROOT"/loadtest/k6/*.js; do node --check "$f" || die "k6 script does not parse: $f"; done
     run_e2e || die "browser end-to-end tests failed"
     log "all checks passed"
 }

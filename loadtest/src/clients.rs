@@ -22,11 +22,12 @@ pub enum Protocol {
     SocketIo(String),
 }
 
-/// One client-side event: a notification or event frame arrived (with its text), or the
+/// One client-side event: a notification or event frame arrived (its text, and when it was
+/// read off the socket — latencies use this, not when the scenario got round to it), or the
 /// connection ended.
 #[derive(Debug)]
 pub enum Seen {
-    Frame(String),
+    Frame(String, std::time::Instant),
     Closed,
 }
 
@@ -160,7 +161,9 @@ pub fn spawn_reader<T: Clone + Send + 'static>(
                 Protocol::SocketIo(_) => text.starts_with("42").then_some(text),
             };
             if let Some(f) = frame
-                && tx.send((tag.clone(), Seen::Frame(f))).is_err()
+                && tx
+                    .send((tag.clone(), Seen::Frame(f, std::time::Instant::now())))
+                    .is_err()
             {
                 return;
             }

@@ -184,8 +184,8 @@ pub async fn fanout(
         let want = n * burst;
         while got < want {
             match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
-                Ok(Some((_, Seen::Frame(_)))) => {
-                    latest = Instant::now();
+                Ok(Some((_, Seen::Frame(_, at)))) => {
+                    latest = latest.max(at);
                     got += 1;
                 }
                 Ok(Some((_, Seen::Closed))) => {}
@@ -279,12 +279,15 @@ pub async fn targeted(
     let mut samples = Vec::with_capacity(total as usize);
     let deadline = Instant::now() + Duration::from_secs(10);
     while (samples.len() as u64) < total - errors && Instant::now() < deadline {
-        if let Ok(Some((_, Seen::Frame(text)))) =
+        if let Ok(Some((_, Seen::Frame(text, at)))) =
             tokio::time::timeout(Duration::from_millis(500), rx.recv()).await
             && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
             && let Some(us) = v["notification"]["data"]["sent_us"].as_u64()
         {
-            samples.push(epoch.elapsed().saturating_sub(Duration::from_micros(us)));
+            samples.push(
+                at.duration_since(epoch)
+                    .saturating_sub(Duration::from_micros(us)),
+            );
         }
     }
     let received = samples.len() as u64;
@@ -358,7 +361,7 @@ pub async fn slow_client(
     let mut got = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
     while got < expected && Instant::now() < deadline {
-        if let Ok(Some((_, Seen::Frame(_)))) =
+        if let Ok(Some((_, Seen::Frame(..)))) =
             tokio::time::timeout(Duration::from_millis(500), rx.recv()).await
         {
             got += 1;
@@ -430,7 +433,7 @@ pub async fn reconnect_storm(
                 clients::spawn_reader(ws, Protocol::Raw, (), ftx);
                 while let Some((_, seen)) = frx.recv().await {
                     match seen {
-                        Seen::Frame(text) => {
+                        Seen::Frame(text, _) => {
                             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
                                 && let Some(id) = v["notification"]["id"].as_str()
                             {
