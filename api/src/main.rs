@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use herald_api::config::Config;
 use herald_api::startup::{App, shutdown_signal};
-use herald_core::auth::{TokenClaims, mint_hs256, now_unix};
+use herald_core::auth::{TokenClaims, mint_hs256};
 use herald_core::secret::Secret;
 
 /// Herald's REST api: publish notifications and events, read and change the inbox.
@@ -50,16 +50,10 @@ struct MintArgs {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::MintToken(args)) = cli.command {
-        let claims = TokenClaims {
-            sub: args.sub,
-            roles: args.roles,
-            name: args.name,
-            email: args.email,
-            scope: args.scope,
-            exp: now_unix() + args.ttl_secs,
-            iss: None,
-            aud: None,
-        };
+        let mut claims =
+            TokenClaims::new(args.sub, args.roles, args.scope.as_deref(), args.ttl_secs);
+        claims.name = args.name;
+        claims.email = args.email;
         println!("{}", mint_hs256(&args.secret, &claims));
         return Ok(());
     }

@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::startup::App;
-use herald_core::auth::{TokenClaims, mint_hs256, now_unix};
+use herald_core::auth::{TokenClaims, mint_hs256};
 use herald_core::secret::Secret;
 use std::net::SocketAddr;
 
@@ -96,15 +96,6 @@ pub fn token(
 ) -> String {
     mint_hs256(
         &Secret::new(secret),
-        &TokenClaims {
-            sub: sub.to_owned(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            name: None,
-            email: None,
-            scope: scope.map(str::to_owned),
-            exp: now_unix() + ttl_secs,
-            iss: None,
-            aud: None,
-        },
+        &TokenClaims::new(sub, roles.iter().copied(), scope, ttl_secs),
     )
 }

@@ -181,6 +181,27 @@ pub struct TokenClaims {
     pub aud: Option<String>,
 }
 
+impl TokenClaims {
+    /// Claims for `sub` expiring `ttl_secs` from now, with no name, email, issuer or audience.
+    pub fn new(
+        sub: impl Into<String>,
+        roles: impl IntoIterator<Item = impl Into<String>>,
+        scope: Option<&str>,
+        ttl_secs: u64,
+    ) -> Self {
+        Self {
+            sub: sub.into(),
+            roles: roles.into_iter().map(Into::into).collect(),
+            name: None,
+            email: None,
+            scope: scope.map(str::to_owned),
+            exp: now_unix() + ttl_secs,
+            iss: None,
+            aud: None,
+        }
+    }
+}
+
 /// Verifies tokens against one pinned key and algorithm.
 #[derive(Clone)]
 pub struct Verifier {
@@ -347,14 +368,8 @@ mod tests {
 
     fn claims(exp: u64) -> TokenClaims {
         TokenClaims {
-            sub: "alice".into(),
-            roles: vec!["admin".into()],
-            name: None,
-            email: None,
-            scope: Some("publish read".into()),
             exp,
-            iss: None,
-            aud: None,
+            ..TokenClaims::new("alice", ["admin"], Some("publish read"), 0)
         }
     }
 

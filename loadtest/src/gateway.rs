@@ -8,7 +8,7 @@
 
 use crate::clients::{self, Protocol, Seen};
 use crate::stats::Latencies;
-use herald_core::auth::{TokenClaims, mint_hs256, now_unix};
+use herald_core::auth::{TokenClaims, mint_hs256};
 use herald_core::secret::Secret;
 use serde::Serialize;
 use serde_json::json;
@@ -55,16 +55,7 @@ impl Target {
 pub fn mint(secret: &Secret, sub: &str, roles: &[&str], scope: Option<&str>) -> String {
     mint_hs256(
         secret,
-        &TokenClaims {
-            sub: sub.to_owned(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            name: None,
-            email: None,
-            scope: scope.map(str::to_owned),
-            exp: now_unix() + 3_600,
-            iss: None,
-            aud: None,
-        },
+        &TokenClaims::new(sub, roles.iter().copied(), scope, 3_600),
     )
 }
 

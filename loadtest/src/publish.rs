@@ -2,7 +2,6 @@
 //! notification, and how many inbox rows per second a large-recipient notification writes.
 
 use crate::stats::Latencies;
-use herald_core::auth::{TokenClaims, mint_hs256, now_unix};
 use herald_core::secret::Secret;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -36,19 +35,7 @@ impl Args {
 }
 
 pub async fn run(api: &str, secret: &Secret, args: Args) -> anyhow::Result<()> {
-    let token = mint_hs256(
-        secret,
-        &TokenClaims {
-            sub: "loadtest".into(),
-            roles: vec![],
-            name: None,
-            email: None,
-            scope: Some("publish".into()),
-            exp: now_unix() + 3600,
-            iss: None,
-            aud: None,
-        },
-    );
+    let token = crate::gateway::mint(secret, "loadtest", &[], Some("publish"));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;

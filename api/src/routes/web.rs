@@ -76,16 +76,7 @@ async fn dev_token(
     }
     let token = herald_core::auth::mint_hs256(
         secret,
-        &herald_core::auth::TokenClaims {
-            sub: sub.to_owned(),
-            roles,
-            name: None,
-            email: None,
-            scope: q.get("scope").cloned(),
-            exp: herald_core::auth::now_unix() + 3600,
-            iss: None,
-            aud: None,
-        },
+        &herald_core::auth::TokenClaims::new(sub, roles, q.get("scope").map(String::as_str), 3600),
     );
     Ok(Json(serde_json::json!({ "token": token })))
 }

@@ -13,14 +13,8 @@ async fn bad_tokens_and_foreign_origins_are_refused_before_any_data() {
     let addr = gw.addr.to_string();
     let good = token("alice", &[]);
     let claims = |exp: u64| herald_core::auth::TokenClaims {
-        sub: "alice".into(),
-        roles: vec![],
-        name: None,
-        email: None,
-        scope: None,
         exp,
-        iss: None,
-        aud: None,
+        ..herald_core::auth::TokenClaims::new("alice", Vec::<String>::new(), None, 0)
     };
     let sign = |secret: &str, exp: u64| {
         herald_core::auth::mint_hs256(&herald_core::secret::Secret::new(secret), &claims(exp))
