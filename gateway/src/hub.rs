@@ -307,7 +307,7 @@ impl Hub {
         }
     }
 
-    /// Asks every connection to close with `code`, `per_tick` at a time (draining).
+    /// A handle to every connection on this node (the drain kicks them a few at a time).
     pub fn connection_handles(&self) -> Vec<Arc<ConnShared>> {
         let st = self.state.read().expect("hub lock");
         st.conns.values().map(|m| m.shared.clone()).collect()

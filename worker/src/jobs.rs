@@ -78,6 +78,20 @@ const LOAD: &str = "SELECT j.id, j.notification_id, j.email, j.name, j.attempts,
   WHERE j.id = ANY($1)
   ORDER BY j.not_before, j.id";
 
+/// Why a job must not be sent, read from the user's preferences and the notification's state at
+/// send time (the metric label); `None` when it should go.
+fn skip_reason(job: &Job) -> Option<&'static str> {
+    if !job.email_enabled {
+        Some("email_off")
+    } else if job.muted_types.contains(&job.kind) {
+        Some("muted")
+    } else if job.require_unseen && job.seen {
+        Some("seen")
+    } else {
+        None
+    }
+}
+
 /// The end of the digest period that `now` falls in.
 pub fn period_end(now: DateTime<Utc>, digest: &str) -> DateTime<Utc> {
     let span = if digest == "daily" {
@@ -254,14 +268,8 @@ impl Outbox {
     }
 
     async fn one(&self, job: &Job, now: DateTime<Utc>, out: &mut Pass) -> anyhow::Result<()> {
-        if !job.email_enabled {
-            return self.skip(job, "email_off", now, out).await;
-        }
-        if job.muted_types.contains(&job.kind) {
-            return self.skip(job, "muted", now, out).await;
-        }
-        if job.require_unseen && job.seen {
-            return self.skip(job, "seen", now, out).await;
+        if let Some(reason) = skip_reason(job) {
+            return self.skip(job, reason, now, out).await;
         }
         if job.digest_pref != "off" && job.priority != "urgent" {
             self.later(
@@ -339,14 +347,9 @@ impl Outbox {
             let jobs = self.load(&ids).await?;
             let mut include = Vec::new();
             for job in &jobs {
-                if !job.email_enabled {
-                    self.skip(job, "email_off", now, out).await?;
-                } else if job.muted_types.contains(&job.kind) {
-                    self.skip(job, "muted", now, out).await?;
-                } else if job.require_unseen && job.seen {
-                    self.skip(job, "seen", now, out).await?;
-                } else {
-                    include.push(job);
+                match skip_reason(job) {
+                    Some(reason) => self.skip(job, reason, now, out).await?,
+                    None => include.push(job),
                 }
             }
             let Some(last) = include.last() else { continue };
