@@ -12,14 +12,17 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
+use fred::types::Message;
 use herald_core::wire::ServerMessage;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 /// Channels per SUBSCRIBE / UNSUBSCRIBE command.
 const CHUNK: usize = 1_000;
+/// Messages taken from the receive buffer at once at most.
+const RECEIVE_BATCH: usize = 256;
 
 /// A subscriber with a large receive buffer, reconnecting forever; connects in the background.
 pub fn subscriber(url: &str) -> anyhow::Result<SubscriberClient> {
@@ -87,6 +90,32 @@ fn refetch(reason: &str) -> Delivery {
     }
 }
 
+/// Hands received messages to the hub in arrival order, one run per stretch of consecutive
+/// messages on the same channel (reordering across channels could make a connection that hears
+/// several of them drop a notification as already seen).
+fn deliver_pending(hub: &Hub, metrics: &Metrics, pending: &mut Vec<Message>) {
+    metrics.redis_messages.inc_by(pending.len() as u64);
+    let mut run: Vec<Delivery> = Vec::new();
+    let mut drained = pending.drain(..).peekable();
+    while let Some(msg) = drained.next() {
+        if let Some(bytes) = msg.value.into_bytes() {
+            run.push(delivery(bytes, metrics));
+        }
+        let same_next = drained.peek().is_some_and(|n| n.channel == msg.channel);
+        if !same_next && !run.is_empty() {
+            let out = hub.deliver_run(&msg.channel, &run);
+            if out.slow > 0 {
+                metrics
+                    .dropped
+                    .with_label_values(&["slow_client"])
+                    .inc_by(out.slow as u64);
+                metrics.slow_closes.inc_by(out.slow as u64);
+            }
+            run.clear();
+        }
+    }
+}
+
 /// Starts the three tasks; they run until the client quits.
 pub fn start(
     sub: SubscriberClient,
@@ -99,30 +128,35 @@ pub fn start(
 
     let (h, m) = (hub.clone(), metrics.clone());
     let receive = tokio::spawn(async move {
+        let mut pending: Vec<Message> = Vec::with_capacity(RECEIVE_BATCH);
         loop {
-            match messages.recv().await {
+            let first = messages.recv().await;
+            let lagged = match first {
                 Ok(msg) => {
-                    m.redis_messages.inc();
-                    let Some(bytes) = msg.value.into_bytes() else {
-                        continue;
-                    };
-                    let d = delivery(bytes, &m);
-                    let out = h.deliver(&msg.channel, &d);
-                    if out.slow > 0 {
-                        m.dropped
-                            .with_label_values(&["slow_client"])
-                            .inc_by(out.slow as u64);
-                        m.slow_closes.inc_by(out.slow as u64);
+                    pending.push(msg);
+                    // Whatever else has arrived goes out with it: consecutive frames for one
+                    // channel reach each member as one run, which its writer sends in one write.
+                    loop {
+                        if pending.len() == RECEIVE_BATCH {
+                            break None;
+                        }
+                        match messages.try_recv() {
+                            Ok(msg) => pending.push(msg),
+                            Err(TryRecvError::Lagged(n)) => break Some(n),
+                            Err(_) => break None,
+                        }
                     }
                 }
-                Err(RecvError::Lagged(n)) => {
-                    tracing::warn!(
-                        missed = n,
-                        "Redis receive buffer overflowed; clients must refetch"
-                    );
-                    h.deliver_all(&refetch("messages were missed"));
-                }
+                Err(RecvError::Lagged(n)) => Some(n),
                 Err(RecvError::Closed) => break,
+            };
+            deliver_pending(&h, &m, &mut pending);
+            if let Some(n) = lagged {
+                tracing::warn!(
+                    missed = n,
+                    "Redis receive buffer overflowed; clients must refetch"
+                );
+                h.deliver_all(&refetch("messages were missed"));
             }
         }
     });
