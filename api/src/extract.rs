@@ -81,6 +81,32 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
+/// The path of the first string (key or value) holding a NUL character, if any.
+fn nul_at(v: &serde_json::Value, path: &str) -> Option<String> {
+    let here = |key: &dyn std::fmt::Display| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match v {
+        serde_json::Value::String(s) => s.contains('\0').then(|| path.to_owned()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_at(item, &here(&i))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, item)| {
+            if k.contains('\0') {
+                Some(here(&k.escape_debug()))
+            } else {
+                nul_at(item, &here(k))
+            }
+        }),
+        _ => None,
+    }
+}
+
 /// Parses a JSON document into `T`, naming the failing field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<JsonBody<T>, ApiError> {
     let raw: serde_json::Value = serde_json::from_slice(bytes).map_err(|err| {
@@ -90,6 +116,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<JsonBody<T>, ApiE
             kind: "json_invalid",
         }])
     })?;
+    if let Some(field) = nul_at(&raw, "") {
+        return Err(ApiError::invalid(
+            &field,
+            "must not contain the NUL character (\\u0000): Postgres cannot store it",
+        ));
+    }
     let value = serde_path_to_error::deserialize(&raw).map_err(|err| {
         let path = err.path().to_string();
         let field = if path == "." { "" } else { path.as_str() };

@@ -147,6 +147,11 @@ pub async fn run_relay(state: AppState) {
 async fn lead(state: &AppState) -> Result<(), sqlx::Error> {
     // A connection of its own: the session lock lives exactly as long as it does.
     let mut conn = state.pool.acquire().await?.detach();
+    // The cursor is only a bookmark: one lost in a crash republishes a batch, which gateways
+    // drop by position. So its updates need not wait for a WAL flush on the relay's path.
+    sqlx::query("SET synchronous_commit = off")
+        .execute(&mut conn)
+        .await?;
     loop {
         let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(RELAY_LOCK)

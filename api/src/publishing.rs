@@ -1,12 +1,20 @@
 //! Creating notifications in Postgres: one row per notification (stored once, whatever the
 //! audience), one inbox entry per personal recipient, an idempotency record, and a position
 //! handed out in commit order.
+//!
+//! Positions are taken under one transaction-level advisory lock held through the commit, so
+//! commits that create notifications are serialized. [`Batcher`] is how that stays cheap under
+//! load: requests that arrive while a commit is under way are stored together in the next
+//! transaction (one lock, one WAL flush, six statements for the whole batch), the way Postgres
+//! groups commits itself when nothing serializes them.
 
 use crate::domain::{Audience, Channel, NewNotification};
 use crate::error::ApiError;
 use herald_core::wire::Notification;
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
+use std::sync::Arc;
+use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
 /// Transaction-level advisory lock held from the moment a notification takes its position until
@@ -24,8 +32,8 @@ pub struct Created {
     pub notification: Notification,
 }
 
-/// Stores `n`. A retry carrying an idempotency key already used by this publisher returns the
-/// first answer (and `false`: nothing new was created).
+/// Stores `n` in a transaction of its own. A retry carrying an idempotency key already used by
+/// this publisher returns the first answer (and `false`: nothing new was created).
 pub async fn create(
     pool: &PgPool,
     publisher: &str,
@@ -69,112 +77,10 @@ pub async fn create(
         }
     }
 
-    let id = Uuid::now_v7();
-    let roles: Vec<String> = match &n.audience {
-        Audience::Roles(r) => r.clone(),
-        _ => Vec::new(),
-    };
-    let channels: Vec<&str> = n.channels.iter().map(|c| c.as_str()).collect();
-    sqlx::query(
-        "INSERT INTO notifications (id, audience, roles, type, priority, title, message,
-                                    action_url, data, triggered_by_name, channels, publisher)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(id)
-    .bind(n.audience.kind())
-    .bind(&roles)
-    .bind(&n.kind)
-    .bind(n.priority.as_str())
-    .bind(&n.title)
-    .bind(&n.message)
-    .bind(&n.action_url)
-    .bind(&n.data)
-    .bind(&n.triggered_by_name)
-    .bind(&channels)
-    .bind(publisher)
-    .execute(&mut *tx)
-    .await?;
-
-    let mut recipient_count = 0;
-    if let Audience::Users(recipients) = &n.audience {
-        recipient_count = recipients.len();
-        let ids: Vec<&str> = recipients.iter().map(|r| r.id.as_str()).collect();
-        let emails: Vec<Option<&str>> = recipients.iter().map(|r| r.email.as_deref()).collect();
-        let names: Vec<Option<&str>> = recipients.iter().map(|r| r.name.as_deref()).collect();
-        sqlx::query(
-            "INSERT INTO inbox_entries (user_id, notification_id, email, name)
-             SELECT u, $1, e, nm FROM unnest($2::text[], $3::text[], $4::text[]) AS t(u, e, nm)",
-        )
-        .bind(id)
-        .bind(&ids)
-        .bind(&emails)
-        .bind(&names)
-        .execute(&mut *tx)
-        .await?;
-    }
-
-    // The email outbox: one job per personal recipient with an address, in this transaction, so
-    // a committed notification always has its emails queued (and a rolled-back one never does).
-    if n.channels.contains(&Channel::Email)
-        && let Audience::Users(recipients) = &n.audience
-    {
-        let with_email: Vec<&crate::domain::Recipient> =
-            recipients.iter().filter(|r| r.email.is_some()).collect();
-        if !with_email.is_empty() {
-            let ids: Vec<&str> = with_email.iter().map(|r| r.id.as_str()).collect();
-            let emails: Vec<&str> = with_email
-                .iter()
-                .filter_map(|r| r.email.as_deref())
-                .collect();
-            let names: Vec<Option<&str>> = with_email.iter().map(|r| r.name.as_deref()).collect();
-            let delay_minutes = i32::try_from(n.email_if_unseen_minutes.unwrap_or(0)).unwrap_or(0);
-            sqlx::query(
-                "INSERT INTO email_jobs (notification_id, user_id, email, name, not_before, require_unseen)
-                 SELECT $1, u, e, nm, now() + make_interval(mins => $5), $6
-                   FROM unnest($2::text[], $3::text[], $4::text[]) AS t(u, e, nm)",
-            )
-            .bind(id)
-            .bind(&ids)
-            .bind(&emails)
-            .bind(&names)
-            .bind(delay_minutes)
-            .bind(n.email_if_unseen_minutes.is_some())
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
-
-    // Take the position last, so the lock is held only for one row update and the commit.
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(ORDER_LOCK)
-        .execute(&mut *tx)
-        .await?;
-    let (seq, created_at): (i64, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
-        "UPDATE notifications SET seq = nextval('notification_position')
-          WHERE id = $1 RETURNING seq, created_at",
-    )
-    .bind(id)
-    .fetch_one(&mut *tx)
-    .await?;
-
-    let created = Created {
-        id,
-        audience: n.audience.kind().to_owned(),
-        recipient_count,
-        notification: Notification {
-            id,
-            kind: n.kind.clone(),
-            priority: n.priority,
-            title: n.title.clone(),
-            message: n.message.clone(),
-            action_url: n.action_url.clone(),
-            data: n.data.clone(),
-            triggered_by_name: n.triggered_by_name.clone(),
-            created_at,
-            is_read: false,
-            seq,
-        },
-    };
+    let created = store(&mut tx, &[(publisher, n)])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("stored nothing")))?;
     if let Some(key) = &n.idempotency_key {
         let response = serde_json::to_value(&created)
             .map_err(|e| ApiError::Internal(anyhow::Error::new(e)))?;
@@ -189,4 +95,264 @@ pub async fn create(
     }
     tx.commit().await?;
     Ok((created, true))
+}
+
+/// Inserts `items` (publisher, notification) with their inbox entries and email jobs, then takes
+/// their positions. The caller's transaction must commit right after: the lock taken here is
+/// held until then.
+async fn store(
+    conn: &mut PgConnection,
+    items: &[(&str, &NewNotification)],
+) -> Result<Vec<Created>, sqlx::Error> {
+    let ids: Vec<Uuid> = items.iter().map(|_| Uuid::now_v7()).collect();
+    let rows: Vec<serde_json::Value> = ids
+        .iter()
+        .zip(items)
+        .map(|(id, (publisher, n))| {
+            let roles: &[String] = match &n.audience {
+                Audience::Roles(r) => r,
+                _ => &[],
+            };
+            let channels: Vec<&str> = n.channels.iter().map(|c| c.as_str()).collect();
+            serde_json::json!({
+                "id": id, "audience": n.audience.kind(), "roles": roles, "type": n.kind,
+                "priority": n.priority.as_str(), "title": n.title, "message": n.message,
+                "action_url": n.action_url, "data": n.data,
+                "triggered_by_name": n.triggered_by_name, "channels": channels,
+                "publisher": publisher,
+            })
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO notifications (id, audience, roles, type, priority, title, message,
+                                    action_url, data, triggered_by_name, channels, publisher)
+         SELECT id, audience, ARRAY(SELECT jsonb_array_elements_text(roles)), type, priority,
+                title, message, action_url, data, triggered_by_name,
+                ARRAY(SELECT jsonb_array_elements_text(channels)), publisher
+           FROM jsonb_to_recordset($1) AS t(id uuid, audience text, roles jsonb, type text,
+                priority text, title text, message text, action_url text, data jsonb,
+                triggered_by_name text, channels jsonb, publisher text)",
+    )
+    .bind(serde_json::Value::Array(rows))
+    .execute(&mut *conn)
+    .await?;
+
+    // Inbox entries of every personal recipient, and the email outbox: one job per personal
+    // recipient with an address, in this transaction, so a committed notification always has its
+    // emails queued (and a rolled-back one never does).
+    let mut inbox = Columns::default();
+    let mut mail = Columns::default();
+    for (id, (_, n)) in ids.iter().zip(items) {
+        let Audience::Users(recipients) = &n.audience else {
+            continue;
+        };
+        let emailed = n.channels.contains(&Channel::Email);
+        for r in recipients {
+            inbox.push(*id, r, n);
+            if emailed && r.email.is_some() {
+                mail.push(*id, r, n);
+            }
+        }
+    }
+    if !inbox.users.is_empty() {
+        sqlx::query(
+            "INSERT INTO inbox_entries (user_id, notification_id, email, name)
+             SELECT u, n, e, nm FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[])
+                    AS t(u, n, e, nm)",
+        )
+        .bind(&inbox.users)
+        .bind(&inbox.notifications)
+        .bind(&inbox.emails)
+        .bind(&inbox.names)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !mail.users.is_empty() {
+        sqlx::query(
+            "INSERT INTO email_jobs (notification_id, user_id, email, name, not_before, require_unseen)
+             SELECT n, u, e, nm, now() + make_interval(mins => d), r
+               FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::int[], $6::bool[])
+                    AS t(u, n, e, nm, d, r)",
+        )
+        .bind(&mail.users)
+        .bind(&mail.notifications)
+        .bind(&mail.emails)
+        .bind(&mail.names)
+        .bind(&mail.delay_minutes)
+        .bind(&mail.require_unseen)
+        .execute(&mut *conn)
+        .await?;
+    }
+
+    // Take the positions last, so the lock is held only for one update and the commit.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(ORDER_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let positions: Vec<(Uuid, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "UPDATE notifications n SET seq = p.seq
+           FROM (SELECT id, nextval('notification_position') AS seq
+                   FROM unnest($1::uuid[]) WITH ORDINALITY AS t(id, ord)) p
+          WHERE n.id = p.id
+         RETURNING n.id, n.seq, n.created_at",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+
+    let mut created = Vec::with_capacity(items.len());
+    for (id, (_, n)) in ids.iter().zip(items) {
+        let (_, seq, created_at) = positions
+            .iter()
+            .find(|(p, _, _)| p == id)
+            .ok_or(sqlx::Error::RowNotFound)?;
+        created.push(Created {
+            id: *id,
+            audience: n.audience.kind().to_owned(),
+            recipient_count: match &n.audience {
+                Audience::Users(r) => r.len(),
+                _ => 0,
+            },
+            notification: Notification {
+                id: *id,
+                kind: n.kind.clone(),
+                priority: n.priority,
+                title: n.title.clone(),
+                message: n.message.clone(),
+                action_url: n.action_url.clone(),
+                data: n.data.clone(),
+                triggered_by_name: n.triggered_by_name.clone(),
+                created_at: *created_at,
+                is_read: false,
+                seq: *seq,
+            },
+        });
+    }
+    Ok(created)
+}
+
+/// Per-recipient rows of a batch, as column arrays for `unnest`.
+#[derive(Default)]
+struct Columns {
+    users: Vec<String>,
+    notifications: Vec<Uuid>,
+    emails: Vec<Option<String>>,
+    names: Vec<Option<String>>,
+    delay_minutes: Vec<i32>,
+    require_unseen: Vec<bool>,
+}
+
+impl Columns {
+    fn push(&mut self, id: Uuid, r: &crate::domain::Recipient, n: &NewNotification) {
+        self.users.push(r.id.clone());
+        self.notifications.push(id);
+        self.emails.push(r.email.clone());
+        self.names.push(r.name.clone());
+        self.delay_minutes
+            .push(i32::try_from(n.email_if_unseen_minutes.unwrap_or(0)).unwrap_or(0));
+        self.require_unseen
+            .push(n.email_if_unseen_minutes.is_some());
+    }
+}
+
+/// Notifications taken into one transaction at most.
+const BATCH_MAX: usize = 128;
+/// Transactions being written at once (their position steps still take turns).
+const WRITERS: usize = 2;
+
+struct Job {
+    publisher: String,
+    notification: NewNotification,
+    reply: oneshot::Sender<Result<Created, ApiError>>,
+}
+
+/// Stores notifications without an idempotency key in shared transactions (see the module
+/// docs). A request is answered only after the transaction holding it committed.
+#[derive(Clone)]
+pub struct Batcher {
+    queue: mpsc::Sender<Job>,
+}
+
+impl Batcher {
+    /// Starts the writer tasks on `pool`.
+    pub fn start(pool: PgPool) -> Self {
+        let (queue, rx) = mpsc::channel::<Job>(4 * BATCH_MAX);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..WRITERS {
+            let (pool, rx) = (pool.clone(), rx.clone());
+            tokio::spawn(async move {
+                let mut jobs = Vec::with_capacity(BATCH_MAX);
+                loop {
+                    {
+                        let mut rx = rx.lock().await;
+                        if rx.recv_many(&mut jobs, BATCH_MAX).await == 0 {
+                            return;
+                        }
+                    }
+                    write_batch(&pool, std::mem::take(&mut jobs)).await;
+                }
+            });
+        }
+        Self { queue }
+    }
+
+    /// Stores `n` for `publisher`; answers once it is committed.
+    pub async fn create(&self, publisher: &str, n: NewNotification) -> Result<Created, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            publisher: publisher.to_owned(),
+            notification: n,
+            reply,
+        };
+        self.queue
+            .send(job)
+            .await
+            .map_err(|_| ApiError::Unavailable("database"))?;
+        answer
+            .await
+            .map_err(|_| ApiError::Unavailable("database"))?
+    }
+}
+
+/// Stores `jobs` in one transaction and answers each. If that fails, each is tried alone, so
+/// one notification Postgres refuses cannot fail the others.
+async fn write_batch(pool: &PgPool, jobs: Vec<Job>) {
+    let (work, replies): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .map(|j| ((j.publisher, j.notification), j.reply))
+        .unzip();
+    let items: Vec<(&str, &NewNotification)> = work.iter().map(|(p, n)| (p.as_str(), n)).collect();
+    match store_committed(pool, &items).await {
+        Ok(created) => {
+            for (reply, c) in replies.into_iter().zip(created) {
+                let _ = reply.send(Ok(c));
+            }
+        }
+        Err(e) if replies.len() == 1 => {
+            if let Some(reply) = replies.into_iter().next() {
+                let _ = reply.send(Err(ApiError::from(e)));
+            }
+        }
+        Err(e) => {
+            tracing::debug!(cause = %e, jobs = items.len(), "a batch failed; storing each alone");
+            for (reply, item) in replies.into_iter().zip(items) {
+                let alone = store_committed(pool, &[item]).await.map(|mut c| c.pop());
+                let _ = reply.send(match alone {
+                    Ok(Some(c)) => Ok(c),
+                    Ok(None) => Err(ApiError::Internal(anyhow::anyhow!("stored nothing"))),
+                    Err(e) => Err(ApiError::from(e)),
+                });
+            }
+        }
+    }
+}
+
+async fn store_committed(
+    pool: &PgPool,
+    items: &[(&str, &NewNotification)],
+) -> Result<Vec<Created>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let created = store(&mut tx, items).await?;
+    tx.commit().await?;
+    Ok(created)
 }

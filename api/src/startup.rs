@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::fanout::{self, Bus, ChangeQueue};
 use crate::metrics::Metrics;
+use crate::publishing::Batcher;
 use crate::routes;
 use anyhow::Context as _;
 use axum::Router;
@@ -31,6 +32,8 @@ pub type AppState = Arc<Shared>;
 
 pub struct Shared {
     pub pool: PgPool,
+    /// Stores notifications without an idempotency key, many per transaction under load.
+    pub batcher: Batcher,
     pub bus: Bus,
     pub changes: ChangeQueue,
     pub verifier: Verifier,
@@ -81,6 +84,7 @@ impl App {
         let metrics = Metrics::new();
         let changes = ChangeQueue::start(bus.clone(), metrics.clone());
         let state = Arc::new(Shared {
+            batcher: Batcher::start(pool.clone()),
             pool,
             bus,
             changes,

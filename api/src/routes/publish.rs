@@ -33,13 +33,18 @@ pub async fn create_notification(
     body: JsonBody<PublishNotificationBody>,
 ) -> Result<Response, ApiError> {
     let new = NewNotification::parse(body.value, state.max_data_bytes)?;
-    let (created, fresh) = publishing::create(&state.pool, &publisher.sub, &new, &body.raw).await?;
+    let audience = new.audience.kind();
+    let (created, fresh) = if new.idempotency_key.is_some() {
+        publishing::create(&state.pool, &publisher.sub, &new, &body.raw).await?
+    } else {
+        (state.batcher.create(&publisher.sub, new).await?, true)
+    };
     let mut response = (StatusCode::CREATED, Json(created)).into_response();
     if fresh {
         state
             .metrics
             .notifications_created
-            .with_label_values(&[new.audience.kind()])
+            .with_label_values(&[audience])
             .inc();
         // Committed: the relay publishes it (now, or once Redis is back).
         state.relay_wake.notify_one();

@@ -66,6 +66,16 @@ async fn every_kind_of_bad_publish_is_refused_and_writes_nothing() {
             json!(["body", "title"]),
         ),
         (
+            "NUL in the title",
+            with("title", json!("a\u{0}b")),
+            json!(["body", "title"]),
+        ),
+        (
+            "NUL deep in data",
+            with("data", json!({"ticket": {"tags": ["ok", "x\u{0}"]}})),
+            json!(["body", "data", "ticket", "tags", "1"]),
+        ),
+        (
             "10,001 recipients",
             with("recipients", json!(too_many)),
             json!(["body", "recipients"]),

@@ -183,3 +183,61 @@ async fn ten_thousand_recipients_are_accepted_and_each_gets_the_notification() {
     assert_eq!(last["notifications"][0]["title"], "All hands");
     sub.close().await;
 }
+
+fn personal(user: &str, title: &str) -> herald_api::domain::NewNotification {
+    use herald_api::domain::{Audience, Channel, NewNotification, Recipient};
+    NewNotification {
+        audience: Audience::Users(vec![Recipient {
+            id: user.to_owned(),
+            email: None,
+            name: None,
+        }]),
+        kind: "t".into(),
+        priority: herald_core::wire::Priority::Medium,
+        title: title.into(),
+        message: String::new(),
+        action_url: None,
+        data: json!({}),
+        triggered_by_name: None,
+        channels: vec![Channel::InApp],
+        idempotency_key: None,
+        email_if_unseen_minutes: None,
+    }
+}
+
+#[tokio::test]
+async fn notifications_stored_together_do_not_fail_with_one_postgres_refuses() {
+    let app = spawn_app().await;
+    let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    let batcher = herald_api::publishing::Batcher::start(pool.clone());
+    // All eleven are queued before a writer runs (one thread, one poll of join_all), so they go
+    // to Postgres as one batch; the NUL (which the HTTP layer refuses) makes that batch fail.
+    let answers = futures::future::join_all((0..11).map(|i| {
+        let title = if i == 5 {
+            "bad\u{0}".to_owned()
+        } else {
+            format!("n{i}")
+        };
+        let batcher = batcher.clone();
+        async move { batcher.create("pub", personal("alice", &title)).await }
+    }))
+    .await;
+    let mut seqs: Vec<i64> = answers
+        .iter()
+        .filter_map(|a| a.as_ref().ok().map(|c| c.notification.seq))
+        .collect();
+    assert!(
+        answers[5].is_err(),
+        "the refused one is answered with an error"
+    );
+    assert_eq!(seqs.len(), 10, "the other ten are stored");
+    seqs.sort();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 10, "each has its own position");
+    let titles: Vec<String> = sqlx::query_scalar("SELECT title FROM notifications ORDER BY seq")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(titles.len(), 10);
+    assert!(!titles.iter().any(|t| t.starts_with("bad")));
+}
