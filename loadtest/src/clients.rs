@@ -104,23 +104,25 @@ pub async fn connect(
     }
 }
 
-/// Opens `n` connections (`concurrency` at a time), token `token_for(i)`, spread over `sources`
-/// source addresses; returns them and the connect rate per second.
+/// Opens `n` connections (`concurrency` at a time), token `token_for(i)`, round-robin over
+/// `gateways` and over the source addresses 127.0.0.`first`..`first + count - 1`; returns them
+/// and the connect rate per second.
 pub async fn connect_many(
-    gateway: SocketAddr,
+    gateways: &[SocketAddr],
     n: usize,
-    sources: u8,
+    (first, count): (u8, u8),
     concurrency: usize,
     protocol: &Protocol,
     token_for: impl Fn(usize) -> String,
 ) -> anyhow::Result<(Vec<Ws>, f64)> {
+    anyhow::ensure!(!gateways.is_empty(), "no gateway to connect to");
     let started = std::time::Instant::now();
     let tokens: Vec<String> = (0..n).map(&token_for).collect();
     let results: Vec<anyhow::Result<Ws>> = futures::stream::iter(tokens.into_iter().enumerate())
         .map(|(i, t)| async move {
             connect(
-                gateway,
-                1 + (i % sources.max(1) as usize) as u8,
+                gateways[i % gateways.len()],
+                first.saturating_add((i % count.max(1) as usize) as u8),
                 &t,
                 protocol,
                 None,

@@ -21,18 +21,21 @@ use tokio::sync::mpsc;
 
 #[derive(clap::Args, Clone)]
 pub struct Target {
-    /// Gateway address (host:port), direct or through nginx.
-    #[arg(long, default_value = "127.0.0.1:8011")]
-    pub gateway: SocketAddr,
-    /// The gateway's pid, to read its RSS and CPU time from /proc.
-    #[arg(long)]
-    pub gateway_pid: Option<u32>,
+    /// Gateway address (host:port), direct or through nginx; several (comma-separated or
+    /// repeated) spread the connections round-robin.
+    #[arg(long, default_value = "127.0.0.1:8011", value_delimiter = ',')]
+    pub gateway: Vec<SocketAddr>,
+    /// The gateways' pids, to read their RSS and CPU time from /proc (summed over all).
+    #[arg(long, value_delimiter = ',')]
+    pub gateway_pid: Vec<u32>,
     /// Connections to open.
     #[arg(long, default_value_t = 1_000)]
     pub connections: usize,
-    /// Source addresses 127.0.0.1..=N to spread connections over.
+    /// Source addresses to spread connections over: 127.0.0.F..F+N-1 (F = --first-source).
     #[arg(long, default_value_t = 4)]
     pub sources: u8,
+    #[arg(long, default_value_t = 1)]
+    pub first_source: u8,
     /// Connections being opened at once.
     #[arg(long, default_value_t = 200)]
     pub connect_concurrency: usize,
@@ -43,12 +46,59 @@ pub struct Target {
 
 impl Target {
     /// The protocol, on `namespace` when it is Socket.IO.
-    fn protocol(&self, namespace: &str) -> Protocol {
+    pub fn protocol(&self, namespace: &str) -> Protocol {
         if self.protocol == "socketio" {
             Protocol::SocketIo(namespace.to_owned())
         } else {
             Protocol::Raw
         }
+    }
+
+    /// The first gateway (scenarios that need just one connection).
+    pub fn first(&self) -> SocketAddr {
+        self.gateway[0]
+    }
+
+    /// Opens `n` connections over every gateway and source address.
+    pub async fn connect(
+        &self,
+        n: usize,
+        protocol: &Protocol,
+        token_for: impl Fn(usize) -> String,
+    ) -> anyhow::Result<(Vec<clients::Ws>, f64)> {
+        clients::connect_many(
+            &self.gateway,
+            n,
+            (self.first_source, self.sources),
+            self.connect_concurrency,
+            protocol,
+            token_for,
+        )
+        .await
+    }
+
+    /// CPU seconds used by all the gateways, if their pids are known.
+    pub fn cpu_seconds(&self) -> anyhow::Result<Option<f64>> {
+        if self.gateway_pid.is_empty() {
+            return Ok(None);
+        }
+        let mut sum = 0.0;
+        for pid in &self.gateway_pid {
+            sum += clients::cpu_seconds(*pid)?;
+        }
+        Ok(Some(sum))
+    }
+
+    /// Resident memory of all the gateways, if their pids are known.
+    pub fn rss_kib(&self) -> anyhow::Result<Option<u64>> {
+        if self.gateway_pid.is_empty() {
+            return Ok(None);
+        }
+        let mut sum = 0;
+        for pid in &self.gateway_pid {
+            sum += clients::rss_kib(*pid)?;
+        }
+        Ok(Some(sum))
     }
 }
 
@@ -59,11 +109,11 @@ pub fn mint(secret: &Secret, sub: &str, roles: &[&str], scope: Option<&str>) -> 
     )
 }
 
-fn run_id() -> String {
+pub fn run_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
 
-async fn post(
+pub async fn post(
     http: &reqwest::Client,
     url: String,
     token: &str,
@@ -89,19 +139,15 @@ pub struct HoldReport {
 }
 
 pub async fn hold(secret: &Secret, t: &Target, hold_secs: u64) -> anyhow::Result<HoldReport> {
-    let before = t.gateway_pid.map(clients::rss_kib).transpose()?;
+    let before = t.rss_kib()?;
     let run = run_id();
-    let (conns, rate) = clients::connect_many(
-        t.gateway,
-        t.connections,
-        t.sources,
-        t.connect_concurrency,
-        &t.protocol("/user"),
-        |i| mint(secret, &format!("hold-{run}-{i}"), &[], None),
-    )
-    .await?;
+    let (conns, rate) = t
+        .connect(t.connections, &t.protocol("/user"), |i| {
+            mint(secret, &format!("hold-{run}-{i}"), &[], None)
+        })
+        .await?;
     tokio::time::sleep(Duration::from_secs(hold_secs)).await;
-    let after = t.gateway_pid.map(clients::rss_kib).transpose()?;
+    let after = t.rss_kib()?;
     let per = match (before, after) {
         (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 * 1024.0 / conns.len() as f64),
         _ => None,
@@ -127,7 +173,7 @@ pub struct FanoutReport {
     pub deliveries_per_cpu_s: Option<f64>,
 }
 
-/// `rounds` rounds of `burst` events published back to back, each round waiting until every
+/// `rounds` rounds of `burst` events published at once, each round waiting until every
 /// connection has every event (`burst` > 1 measures the saturated regime, where frames queue
 /// up per connection).
 pub async fn fanout(
@@ -141,15 +187,11 @@ pub async fn fanout(
     let run = run_id();
     let role = format!("lt{run}");
     let protocol = t.protocol(&format!("/{role}"));
-    let (conns, _) = clients::connect_many(
-        t.gateway,
-        t.connections,
-        t.sources,
-        t.connect_concurrency,
-        &protocol,
-        |i| mint(secret, &format!("fan-{run}-{i}"), &[role.as_str()], None),
-    )
-    .await?;
+    let (conns, _) = t
+        .connect(t.connections, &protocol, |i| {
+            mint(secret, &format!("fan-{run}-{i}"), &[role.as_str()], None)
+        })
+        .await?;
     let n = conns.len();
     let (tx, mut rx) = mpsc::unbounded_channel();
     for ws in conns {
@@ -159,17 +201,18 @@ pub async fn fanout(
     let publisher = mint(secret, "loadtest", &[], Some("publish"));
     let (mut last, mut cpu, mut delivered, mut lost) = (Vec::with_capacity(rounds), 0.0, 0, 0);
     for r in 0..rounds {
-        let cpu_before = t.gateway_pid.map(clients::cpu_seconds).transpose()?;
+        let cpu_before = t.cpu_seconds()?;
         let sent = Instant::now();
-        for k in 0..burst {
+        // A burst is published at once (concurrent requests), as a spike of events would be.
+        futures::future::try_join_all((0..burst).map(|k| {
             post(
                 &http,
                 format!("{api}/api/events"),
                 &publisher,
                 json!({"event": "fanout", "roles": [role], "data": {"round": r, "k": k}}),
             )
-            .await?;
-        }
+        }))
+        .await?;
         let (mut got, mut latest) = (0, sent);
         let deadline = sent + Duration::from_secs(60);
         let want = n * burst;
@@ -186,8 +229,8 @@ pub async fn fanout(
         delivered += got;
         lost += want - got;
         last.push(latest - sent);
-        if let (Some(b), Some(pid)) = (cpu_before, t.gateway_pid) {
-            cpu += clients::cpu_seconds(pid)? - b;
+        if let (Some(b), Some(a)) = (cpu_before, t.cpu_seconds()?) {
+            cpu += a - b;
         }
     }
     let lat = Latencies::new(last);
@@ -227,15 +270,11 @@ pub async fn targeted(
     let users: Vec<String> = (0..t.connections)
         .map(|i| format!("tg-{run}-{i}"))
         .collect();
-    let (conns, _) = clients::connect_many(
-        t.gateway,
-        users.len(),
-        t.sources,
-        t.connect_concurrency,
-        &Protocol::Raw,
-        |i| mint(secret, &users[i], &[], None),
-    )
-    .await?;
+    let (conns, _) = t
+        .connect(users.len(), &Protocol::Raw, |i| {
+            mint(secret, &users[i], &[], None)
+        })
+        .await?;
     // Each notification carries its send time in `data.sent_us` (µs since `epoch`).
     let epoch = Instant::now();
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -315,23 +354,19 @@ pub async fn slow_client(
     let run = run_id();
     let role = format!("slow{run}");
     let slow = clients::connect(
-        t.gateway,
-        1,
+        t.first(),
+        t.first_source,
         &mint(secret, &format!("slow-{run}"), &[role.as_str()], None),
         &Protocol::Raw,
         None,
     )
     .await?;
     let healthy_n = t.connections.max(1);
-    let (conns, _) = clients::connect_many(
-        t.gateway,
-        healthy_n,
-        t.sources,
-        t.connect_concurrency,
-        &Protocol::Raw,
-        |i| mint(secret, &format!("ok-{run}-{i}"), &[role.as_str()], None),
-    )
-    .await?;
+    let (conns, _) = t
+        .connect(healthy_n, &Protocol::Raw, |i| {
+            mint(secret, &format!("ok-{run}-{i}"), &[role.as_str()], None)
+        })
+        .await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     for ws in conns {
         clients::spawn_reader(ws, Protocol::Raw, (), tx.clone());

@@ -7,12 +7,14 @@
 //! - [`publish`]: the `publish` scenario (api → Postgres write latency and fan-out throughput).
 //! - [`gateway`]: `hold`, `fanout` and `targeted` against a gateway.
 //! - [`clients`]: many raw or Socket.IO connections over several source addresses; /proc.
+//! - [`spread`]: `fanout --processes`, one audience over several generator processes.
 //! - [`smoke`]: every scenario, small, asserting completion and no loss.
 
 mod clients;
 mod gateway;
 mod publish;
 mod smoke;
+mod spread;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -65,10 +67,17 @@ enum Scenario {
         target: gateway::Target,
         #[arg(long, default_value_t = 20)]
         rounds: usize,
-        /// Events published back to back per round.
+        /// Events published at once (concurrent requests) per round.
         #[arg(long, default_value_t = 1)]
         burst: usize,
+        /// Generator processes sharing the connections (a process here holds ~19.9k sockets);
+        /// above 1, each child gets its own source addresses.
+        #[arg(long, default_value_t = 1)]
+        processes: usize,
     },
+    /// One share of a `fanout --processes` run (started by it, not by hand).
+    #[command(hide = true)]
+    FanoutPart(spread::Part),
     /// Per-user notifications through the api at a fixed rate: publish-to-receive latency.
     Targeted {
         #[command(flatten)]
@@ -117,13 +126,17 @@ async fn main() -> anyhow::Result<()> {
             target,
             rounds,
             burst,
+            processes,
         } => {
-            gateway::print(
-                "fanout",
-                &gateway::fanout(api, secret, &target, rounds, burst).await?,
-            );
+            let report = if processes > 1 {
+                spread::fanout(api, secret, &target, rounds, burst, processes).await?
+            } else {
+                gateway::fanout(api, secret, &target, rounds, burst).await?
+            };
+            gateway::print("fanout", &report);
             Ok(())
         }
+        Scenario::FanoutPart(part) => spread::part(secret, part).await,
         Scenario::Targeted {
             target,
             rate,

@@ -3,7 +3,7 @@
 //! never a speed. The last line reads `smoke: N passed, M failed`.
 
 use crate::gateway::{self, Target};
-use crate::publish;
+use crate::{publish, spread};
 use herald_core::secret::Secret;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,10 +27,11 @@ pub struct Args {
 
 fn target(gateway: SocketAddr, connections: usize, protocol: &str) -> Target {
     Target {
-        gateway,
-        gateway_pid: None,
+        gateway: vec![gateway],
+        gateway_pid: Vec::new(),
         connections,
         sources: 2,
+        first_source: 1,
         connect_concurrency: 50,
         protocol: protocol.to_owned(),
     }
@@ -101,6 +102,20 @@ pub async fn run(api: &str, secret: &Secret, args: Args) -> anyhow::Result<bool>
                     format!("{} delivered, {} lost", r.delivered, r.lost),
                 )
             }),
+    );
+    let mut both = target(a, 60, "raw");
+    both.gateway = vec![a, b];
+    check(
+        "fanout-processes",
+        spread::fanout(api, secret, &both, 3, 2, 2).await.map(|r| {
+            (
+                r.lost == 0 && r.rounds == 3 && r.delivered == 60 * 3 * 2,
+                format!(
+                    "2 processes, 2 gateways: {} delivered, {} lost",
+                    r.delivered, r.lost
+                ),
+            )
+        }),
     );
     check(
         "targeted",
