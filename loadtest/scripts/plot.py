@@ -18,12 +18,14 @@ for ax, (key, label) in zip(axes, [("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_
         pts = sorted((r["rate"], r[key]) for r in rows if r["server"] == server)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=server)
     ax.set_title(f"publish → receive, {label}")
-    ax.set_xlabel("notifications per second")
+    ax.set_xlabel("messages per second")
     ax.set_ylabel("ms")
     ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
 axes[0].legend()
-fig.suptitle("Targeted notifications on one 2-core box (load generator included): herald = api → Postgres → Redis → gateway; fastapi_ws = in memory", fontsize=9)
+fig.suptitle("One message per user at a fixed rate, one 2-core box (load generator included). herald: stored notifications "
+             "(api → Postgres → Redis → gateway); herald-events: live events (api → Redis → gateway); "
+             "fastapi_ws: in memory; python/node socketio: events through Redis", fontsize=8)
 fig.tight_layout()
 fig.savefig(sys.argv[2], dpi=110)
 print(f"wrote {sys.argv[2]}")

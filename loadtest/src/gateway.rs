@@ -259,45 +259,76 @@ pub struct TargetedReport {
     pub p999_ms: f64,
 }
 
+/// What `targeted` sends each user.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// `POST /api/notifications`: stored, then delivered (Herald, the FastAPI peer).
+    Notifications,
+    /// `POST /api/events` to `recipients`: live only (every server, the Socket.IO peers too).
+    Events,
+}
+
+/// The `sent_us` stamp a targeted frame carries, whichever protocol and kind brought it.
+fn sent_stamp(frame: &str) -> Option<u64> {
+    // Socket.IO: `42/user,["loadtest",{...}]`; raw: a JSON object.
+    let json = match frame.find('[') {
+        Some(i) if frame.starts_with("42") => &frame[i..],
+        _ => frame,
+    };
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v["notification"]["data"]["sent_us"]
+        .as_u64()
+        .or_else(|| v["data"]["sent_us"].as_u64())
+        .or_else(|| v[1]["sent_us"].as_u64())
+}
+
 pub async fn targeted(
     api: &str,
     secret: &Secret,
     t: &Target,
     rate: u32,
     seconds: u64,
+    via: Via,
 ) -> anyhow::Result<TargetedReport> {
     let run = run_id();
     let users: Vec<String> = (0..t.connections)
         .map(|i| format!("tg-{run}-{i}"))
         .collect();
+    let protocol = t.protocol("/user");
     let (conns, _) = t
-        .connect(users.len(), &Protocol::Raw, |i| {
+        .connect(users.len(), &protocol, |i| {
             mint(secret, &users[i], &[], None)
         })
         .await?;
-    // Each notification carries its send time in `data.sent_us` (µs since `epoch`).
+    // Each message carries its send time in `data.sent_us` (µs since `epoch`).
     let epoch = Instant::now();
     let (tx, mut rx) = mpsc::unbounded_channel();
     for ws in conns {
-        clients::spawn_reader(ws, Protocol::Raw, (), tx.clone());
+        clients::spawn_reader(ws, protocol.clone(), (), tx.clone());
     }
     let http = reqwest::Client::new();
     let publisher = mint(secret, "loadtest", &[], Some("publish"));
     let total = u64::from(rate) * seconds;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
     let (etx, mut erx) = mpsc::unbounded_channel::<bool>();
+    let url = match via {
+        Via::Notifications => format!("{api}/api/notifications"),
+        Via::Events => format!("{api}/api/events"),
+    };
     for i in 0..total {
         tick.tick().await;
-        let (http, publisher, etx, url) = (
-            http.clone(),
-            publisher.clone(),
-            etx.clone(),
-            format!("{api}/api/notifications"),
-        );
+        let (http, publisher, etx, url) =
+            (http.clone(), publisher.clone(), etx.clone(), url.clone());
         let user = users[i as usize % users.len()].clone();
         let sent_us = epoch.elapsed().as_micros() as u64;
         tokio::spawn(async move {
-            let body = json!({"recipients": [user], "type": "loadtest", "title": "t", "message": "", "data": {"sent_us": sent_us}});
+            let data = json!({"sent_us": sent_us});
+            let body = match via {
+                Via::Notifications => {
+                    json!({"recipients": [user], "type": "loadtest", "title": "t", "message": "", "data": data})
+                }
+                Via::Events => json!({"event": "loadtest", "recipients": [user], "data": data}),
+            };
             let _ = etx.send(post(&http, url, &publisher, body).await.is_ok());
         });
     }
@@ -311,8 +342,7 @@ pub async fn targeted(
     while (samples.len() as u64) < total - errors && Instant::now() < deadline {
         if let Ok(Some((_, Seen::Frame(text, at)))) =
             tokio::time::timeout(Duration::from_millis(500), rx.recv()).await
-            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-            && let Some(us) = v["notification"]["data"]["sent_us"].as_u64()
+            && let Some(us) = sent_stamp(&text)
         {
             samples.push(
                 at.duration_since(epoch)
@@ -333,6 +363,22 @@ pub async fn targeted(
         p99_ms: lat.ms(99.0),
         p999_ms: lat.ms(99.9),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sent_stamp;
+
+    #[test]
+    fn the_send_stamp_is_found_in_every_kind_of_frame() {
+        let n = r#"{"type":"new_notification","notification":{"data":{"sent_us":7}}}"#;
+        let e = r#"{"type":"event","event":"loadtest","data":{"sent_us":8}}"#;
+        let s = r#"42/user,["loadtest",{"sent_us":9}]"#;
+        assert_eq!(
+            [n, e, s, "pong"].map(sent_stamp),
+            [Some(7), Some(8), Some(9), None]
+        );
+    }
 }
 
 #[derive(Debug, Serialize)]

@@ -86,6 +86,9 @@ enum Scenario {
         rate: u32,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Stored notifications, or live events (what the Socket.IO peers offer).
+        #[arg(long, value_enum, default_value = "notifications")]
+        via: gateway::Via,
     },
     /// One client stops reading while events of 15 KB keep coming: it is cut off, others lose
     /// nothing.
@@ -141,10 +144,11 @@ async fn main() -> anyhow::Result<()> {
             target,
             rate,
             seconds,
+            via,
         } => {
             gateway::print(
                 "targeted",
-                &gateway::targeted(api, secret, &target, rate, seconds).await?,
+                &gateway::targeted(api, secret, &target, rate, seconds, via).await?,
             );
             Ok(())
         }

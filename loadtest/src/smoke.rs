@@ -119,17 +119,42 @@ pub async fn run(api: &str, secret: &Secret, args: Args) -> anyhow::Result<bool>
     );
     check(
         "targeted",
-        gateway::targeted(api, secret, &target(args.entry, 20, "raw"), 50, 2)
-            .await
-            .map(|r| {
-                (
-                    r.lost == 0 && r.errors == 0,
-                    format!(
-                        "{} sent, {} received, {} lost, {} errors",
-                        r.sent, r.received, r.lost, r.errors
-                    ),
-                )
-            }),
+        gateway::targeted(
+            api,
+            secret,
+            &target(args.entry, 20, "raw"),
+            50,
+            2,
+            gateway::Via::Notifications,
+        )
+        .await
+        .map(|r| {
+            (
+                r.lost == 0 && r.errors == 0,
+                format!(
+                    "{} sent, {} received, {} lost, {} errors",
+                    r.sent, r.received, r.lost, r.errors
+                ),
+            )
+        }),
+    );
+    check(
+        "targeted-socketio-events",
+        gateway::targeted(
+            api,
+            secret,
+            &target(b, 10, "socketio"),
+            50,
+            1,
+            gateway::Via::Events,
+        )
+        .await
+        .map(|r| {
+            (
+                r.lost == 0 && r.errors == 0,
+                format!("{} sent, {} received, {} lost", r.sent, r.received, r.lost),
+            )
+        }),
     );
     check(
         "slow-client",
