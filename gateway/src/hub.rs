@@ -289,17 +289,24 @@ impl Hub {
             return out;
         };
         for m in ch.members.values() {
-            for delivery in run {
-                match m.tx.try_send(Outbound::Frame(delivery.clone())) {
-                    Ok(()) => out.written += 1,
-                    Err(mpsc::error::TrySendError::Full(_)) => {
+            // Room for a whole stretch is taken at once (one semaphore operation, not one per
+            // frame); a member without room for it is behind by a full queue: slow.
+            for stretch in run.chunks(m.tx.max_capacity().max(1)) {
+                match m.tx.try_reserve_many(stretch.len()) {
+                    Ok(permits) => {
+                        for (permit, delivery) in permits.zip(stretch) {
+                            permit.send(Outbound::Frame(delivery.clone()));
+                        }
+                        out.written += stretch.len();
+                    }
+                    Err(mpsc::error::TrySendError::Full(())) => {
                         if m.shared.kick_code().is_none() {
                             out.slow += 1;
                         }
                         m.shared.kick(close::SLOW_CONSUMER);
                         break;
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => break,
+                    Err(mpsc::error::TrySendError::Closed(())) => break,
                 }
             }
         }
@@ -424,6 +431,19 @@ mod tests {
             }
         }
         assert_eq!(hub.deliver_run("nobody", &run), Delivered::default());
+
+        // A run longer than a queue goes in stretches; only a queue that is full is slow.
+        let (_, mut small, small_shared, _) = conn(&hub, &["s"], 2);
+        assert_eq!(hub.deliver_run("s", &run[..2]).written, 2);
+        assert_eq!(small_shared.kick_code(), None);
+        assert_eq!(
+            hub.deliver_run("s", &run[..1]),
+            Delivered {
+                written: 0,
+                slow: 1
+            }
+        );
+        assert!(matches!(small.try_recv(), Ok(Outbound::Frame(d)) if &d.bytes[..] == b"1"));
     }
 
     #[test]
