@@ -23,9 +23,10 @@ for ax, (key, label) in zip(axes, [("p50_ms", "p50"), ("p99_ms", "p99"), ("p999_
     ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
 axes[0].legend()
-fig.suptitle("One message per user at a fixed rate, one 2-core box (load generator included). herald: stored notifications "
-             "(api → Postgres → Redis → gateway); herald-events: live events (api → Redis → gateway); "
-             "fastapi_ws: in memory; python/node socketio: events through Redis", fontsize=8)
+fig.suptitle("One message per user at a fixed rate, one 2-core box (load generator included).\n"
+             "herald: stored notifications (api → Postgres → Redis → gateway); herald-events: live events "
+             "(api → Redis → gateway); fastapi_ws: in memory; python/node socketio: events through Redis",
+             fontsize=8)
 fig.tight_layout()
 fig.savefig(sys.argv[2], dpi=110)
 print(f"wrote {sys.argv[2]}")

@@ -79,26 +79,26 @@ impl Target {
 
     /// CPU seconds used by all the gateways, if their pids are known.
     pub fn cpu_seconds(&self) -> anyhow::Result<Option<f64>> {
-        if self.gateway_pid.is_empty() {
-            return Ok(None);
-        }
-        let mut sum = 0.0;
-        for pid in &self.gateway_pid {
-            sum += clients::cpu_seconds(*pid)?;
-        }
-        Ok(Some(sum))
+        self.sum_over_pids(clients::cpu_seconds)
     }
 
     /// Resident memory of all the gateways, if their pids are known.
     pub fn rss_kib(&self) -> anyhow::Result<Option<u64>> {
+        self.sum_over_pids(clients::rss_kib)
+    }
+
+    fn sum_over_pids<T: std::iter::Sum>(
+        &self,
+        read: impl Fn(u32) -> anyhow::Result<T>,
+    ) -> anyhow::Result<Option<T>> {
         if self.gateway_pid.is_empty() {
             return Ok(None);
         }
-        let mut sum = 0;
-        for pid in &self.gateway_pid {
-            sum += clients::rss_kib(*pid)?;
-        }
-        Ok(Some(sum))
+        self.gateway_pid
+            .iter()
+            .map(|p| read(*p))
+            .sum::<anyhow::Result<T>>()
+            .map(Some)
     }
 }
 
@@ -113,7 +113,7 @@ pub fn run_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
 
-pub async fn post(
+async fn post(
     http: &reqwest::Client,
     url: String,
     token: &str,
@@ -161,6 +161,28 @@ pub async fn hold(secret: &Secret, t: &Target, hold_secs: u64) -> anyhow::Result
     })
 }
 
+/// Round `round` of a fan-out: `burst` events to `role`, published at once (concurrent
+/// requests), as a spike of events would arrive.
+pub async fn publish_burst(
+    http: &reqwest::Client,
+    api: &str,
+    publisher: &str,
+    role: &str,
+    round: usize,
+    burst: usize,
+) -> anyhow::Result<()> {
+    futures::future::try_join_all((0..burst).map(|k| {
+        post(
+            http,
+            format!("{api}/api/events"),
+            publisher,
+            json!({"event": "fanout", "roles": [role], "data": {"round": round, "k": k}}),
+        )
+    }))
+    .await?;
+    Ok(())
+}
+
 #[derive(Debug, Serialize)]
 pub struct FanoutReport {
     pub connections: usize,
@@ -203,16 +225,7 @@ pub async fn fanout(
     for r in 0..rounds {
         let cpu_before = t.cpu_seconds()?;
         let sent = Instant::now();
-        // A burst is published at once (concurrent requests), as a spike of events would be.
-        futures::future::try_join_all((0..burst).map(|k| {
-            post(
-                &http,
-                format!("{api}/api/events"),
-                &publisher,
-                json!({"event": "fanout", "roles": [role], "data": {"round": r, "k": k}}),
-            )
-        }))
-        .await?;
+        publish_burst(&http, api, &publisher, &role, r, burst).await?;
         let (mut got, mut latest) = (0, sent);
         let deadline = sent + Duration::from_secs(60);
         let want = n * burst;

@@ -8,10 +8,9 @@
 //! published. When the parent closes a child's stdin the child prints `TOTAL <frames>` and exits.
 
 use crate::clients::{self, Seen};
-use crate::gateway::{FanoutReport, Target, mint, post, run_id};
+use crate::gateway::{FanoutReport, Target, mint, publish_burst, run_id};
 use crate::stats::Latencies;
 use herald_core::secret::Secret;
-use serde_json::json;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
@@ -172,15 +171,7 @@ pub async fn fanout(
     'rounds: for r in 0..rounds {
         let cpu_before = t.cpu_seconds()?;
         let sent = unix_us(SystemTime::now());
-        futures::future::try_join_all((0..burst).map(|k| {
-            post(
-                &http,
-                format!("{api}/api/events"),
-                &publisher,
-                json!({"event": "fanout", "roles": [role], "data": {"round": r, "k": k}}),
-            )
-        }))
-        .await?;
+        publish_burst(&http, api, &publisher, &role, r, burst).await?;
         let mut latest = sent;
         for c in &mut children {
             match c.next(ROUND_WAIT).await {
