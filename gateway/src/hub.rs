@@ -7,13 +7,13 @@
 //! connection. A joining connection gets a receiver that fires once its channels are subscribed
 //! (subscribe first, then read, then de-duplicate).
 //!
-//! Delivery ([`Hub::deliver`]) never waits: it `try_send`s the shared frame into each member's
-//! bounded queue; a full queue marks that client slow and it is closed with
-//! [`close::SLOW_CONSUMER`].
+//! Delivery ([`Hub::deliver_run`]) never waits: it `try_send`s the shared frames into each
+//! member's bounded queue; a member already a queue's worth of frames behind is slow and is
+//! closed with [`close::SLOW_CONSUMER`].
 
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -42,9 +42,18 @@ pub struct Delivery {
 /// What a connection's writer is asked to send.
 #[derive(Debug)]
 pub enum Outbound {
-    Frame(Delivery),
-    Pong(Bytes),
-    Close(u16, &'static str),
+    /// A reply or notice for this connection alone.
+    Frame(Box<Delivery>),
+    /// Frames of one channel that arrived together: one allocation shared by every member, one
+    /// queue slot and one wake-up per member, however many frames.
+    Run(Arc<[Delivery]>),
+    Pong(Box<[u8]>),
+}
+
+impl Outbound {
+    pub fn frame(d: Delivery) -> Self {
+        Outbound::Frame(Box::new(d))
+    }
 }
 
 /// State shared between a connection's tasks and the hub.
@@ -52,9 +61,16 @@ pub enum Outbound {
 pub struct ConnShared {
     kick_code: AtomicU16,
     pub kicked: Notify,
+    /// Frames of queued runs not yet written (the hub's measure of how far behind it is).
+    queued: AtomicUsize,
 }
 
 impl ConnShared {
+    /// The consumer wrote (or dropped) `n` frames of a run.
+    pub fn written(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+    }
+
     /// Asks the connection to close with `code`; the first request wins.
     pub fn kick(&self, code: u16) {
         if self
@@ -279,34 +295,45 @@ impl Hub {
         self.deliver_run(channel, std::slice::from_ref(delivery))
     }
 
-    /// Queues a run of frames for one channel, member by member: each member gets the whole run
-    /// back to back, so its writer usually finds all of it queued when it wakes and sends it in
-    /// one write (SPEC §10: one write per frame is the cost that dominates fan-out).
+    /// Queues a run of frames for one channel as one shared [`Outbound::Run`] per member, so a
+    /// member's writer sends it in one write (SPEC §10: one write per frame is the cost that
+    /// dominates fan-out). A member is slow when frames are already queued for it and this run
+    /// would put it more than its queue's capacity behind: it is then asked to close, so a client
+    /// is never more than capacity + one run behind.
     pub fn deliver_run(&self, channel: &str, run: &[Delivery]) -> Delivered {
         let st = self.state.read().expect("hub lock");
         let mut out = Delivered::default();
         let Some(ch) = st.channels.get(channel) else {
             return out;
         };
+        if ch.members.is_empty() || run.is_empty() {
+            return out;
+        }
+        let n = run.len();
+        let shared: Arc<[Delivery]> = run.into();
         for m in ch.members.values() {
-            // Room for a whole stretch is taken at once (one semaphore operation, not one per
-            // frame); a member without room for it is behind by a full queue: slow.
-            for stretch in run.chunks(m.tx.max_capacity().max(1)) {
-                match m.tx.try_reserve_many(stretch.len()) {
-                    Ok(permits) => {
-                        for (permit, delivery) in permits.zip(stretch) {
-                            permit.send(Outbound::Frame(delivery.clone()));
+            let behind = m.shared.queued.fetch_add(n, Ordering::Relaxed);
+            let result = if behind > 0 && behind + n > m.tx.max_capacity() {
+                Err(mpsc::error::TrySendError::Full(()))
+            } else {
+                m.tx.try_send(Outbound::Run(shared.clone()))
+                    .map_err(|e| match e {
+                        mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
+                        mpsc::error::TrySendError::Closed(_) => {
+                            mpsc::error::TrySendError::Closed(())
                         }
-                        out.written += stretch.len();
-                    }
-                    Err(mpsc::error::TrySendError::Full(())) => {
+                    })
+            };
+            match result {
+                Ok(()) => out.written += n,
+                Err(e) => {
+                    m.shared.written(n);
+                    if matches!(e, mpsc::error::TrySendError::Full(())) {
                         if m.shared.kick_code().is_none() {
                             out.slow += 1;
                         }
                         m.shared.kick(close::SLOW_CONSUMER);
-                        break;
                     }
-                    Err(mpsc::error::TrySendError::Closed(())) => break,
                 }
             }
         }
@@ -318,7 +345,7 @@ impl Hub {
         let st = self.state.read().expect("hub lock");
         for m in st.conns.values() {
             if let Err(mpsc::error::TrySendError::Full(_)) =
-                m.tx.try_send(Outbound::Frame(delivery.clone()))
+                m.tx.try_send(Outbound::frame(delivery.clone()))
             {
                 m.shared.kick(close::SLOW_CONSUMER);
             }
@@ -357,6 +384,25 @@ mod tests {
         (id, rx, shared, ready)
     }
 
+    /// The texts queued for a connection, runs flattened (and accounted as written).
+    fn texts(rx: &mut mpsc::Receiver<Outbound>, shared: &ConnShared) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(o) = rx.try_recv() {
+            match o {
+                Outbound::Frame(d) => out.push(String::from_utf8_lossy(&d.bytes).into_owned()),
+                Outbound::Run(run) => {
+                    shared.written(run.len());
+                    out.extend(
+                        run.iter()
+                            .map(|d| String::from_utf8_lossy(&d.bytes).into_owned()),
+                    );
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
     fn frame(text: &'static str) -> Delivery {
         Delivery {
             bytes: Bytes::from_static(text.as_bytes()),
@@ -393,9 +439,9 @@ mod tests {
     #[tokio::test]
     async fn delivery_reaches_members_only_and_a_full_queue_kicks_the_slow_one() {
         let hub = Hub::new(10, 100);
-        let (_, mut fast, _, _) = conn(&hub, &["u:1"], 8);
+        let (_, mut fast, fast_shared, _) = conn(&hub, &["u:1"], 8);
         let (_, _stuck, slow_shared, _) = conn(&hub, &["u:1"], 1);
-        let (_, mut other, _, _) = conn(&hub, &["u:2"], 8);
+        let (_, mut other, other_shared, _) = conn(&hub, &["u:2"], 8);
         assert_eq!(
             hub.deliver("u:1", &frame("a")),
             Delivered {
@@ -411,31 +457,44 @@ mod tests {
             }
         );
         assert_eq!(slow_shared.kick_code(), Some(close::SLOW_CONSUMER));
-        assert!(matches!(fast.recv().await, Some(Outbound::Frame(d)) if &d.bytes[..] == b"a"));
-        assert!(matches!(fast.recv().await, Some(Outbound::Frame(d)) if &d.bytes[..] == b"b"));
-        assert!(other.try_recv().is_err(), "u:2 gets nothing of u:1's");
+        assert_eq!(texts(&mut fast, &fast_shared), ["a", "b"]);
+        assert!(
+            texts(&mut other, &other_shared).is_empty(),
+            "u:2 gets nothing of u:1's"
+        );
+    }
+
+    #[test]
+    fn a_queue_slot_stays_small() {
+        // tokio allocates a block of 32 slots per channel up front: every byte here is 32 bytes
+        // of every idle connection.
+        assert!(std::mem::size_of::<Outbound>() <= 24);
     }
 
     #[tokio::test]
     async fn a_run_reaches_each_member_whole_and_in_order() {
         let hub = Hub::new(10, 100);
-        let (_, mut a, _, _) = conn(&hub, &["r"], 8);
-        let (_, mut b, _, _) = conn(&hub, &["r"], 8);
+        let (_, mut a, a_shared, _) = conn(&hub, &["r"], 8);
+        let (_, mut b, b_shared, _) = conn(&hub, &["r"], 8);
         let run = [frame("1"), frame("2"), frame("3")];
         assert_eq!(hub.deliver_run("r", &run).written, 6);
-        for rx in [&mut a, &mut b] {
-            for want in ["1", "2", "3"] {
-                assert!(
-                    matches!(rx.try_recv(), Ok(Outbound::Frame(d)) if &d.bytes[..] == want.as_bytes())
-                );
-            }
-        }
+        assert_eq!(texts(&mut a, &a_shared), ["1", "2", "3"]);
+        assert_eq!(texts(&mut b, &b_shared), ["1", "2", "3"]);
         assert_eq!(hub.deliver_run("nobody", &run), Delivered::default());
+    }
 
-        // A run longer than a queue goes in stretches; only a queue that is full is slow.
+    #[tokio::test]
+    async fn a_member_is_slow_only_when_already_behind_by_its_capacity() {
+        let hub = Hub::new(10, 100);
+        let run = [frame("1"), frame("2"), frame("3")];
+        // Nothing queued: a run longer than the queue is taken whole.
         let (_, mut small, small_shared, _) = conn(&hub, &["s"], 2);
-        assert_eq!(hub.deliver_run("s", &run[..2]).written, 2);
+        assert_eq!(hub.deliver_run("s", &run).written, 3);
         assert_eq!(small_shared.kick_code(), None);
+        // Written frames no longer count: the next run is taken too.
+        assert_eq!(texts(&mut small, &small_shared), ["1", "2", "3"]);
+        assert_eq!(hub.deliver_run("s", &run[..2]).written, 2);
+        // Still holding those two, one more would put it past its capacity of 2.
         assert_eq!(
             hub.deliver_run("s", &run[..1]),
             Delivered {
@@ -443,7 +502,8 @@ mod tests {
                 slow: 1
             }
         );
-        assert!(matches!(small.try_recv(), Ok(Outbound::Frame(d)) if &d.bytes[..] == b"1"));
+        assert_eq!(small_shared.kick_code(), Some(close::SLOW_CONSUMER));
+        assert_eq!(texts(&mut small, &small_shared), ["1", "2"]);
     }
 
     #[test]

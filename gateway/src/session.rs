@@ -285,15 +285,15 @@ where
             Err(v) => return ReadEnd::Violation(v.0),
         };
         let reply = match message {
-            Message::Ping(payload) => Some(Outbound::Pong(Bytes::from(payload))),
+            Message::Ping(payload) => Some(Outbound::Pong(payload.into())),
             Message::Pong => None,
             Message::Close(code) => return ReadEnd::Closed(code),
-            Message::Binary => Some(Outbound::Frame(error_frame(
+            Message::Binary => Some(Outbound::frame(error_frame(
                 "binary messages are not supported",
             ))),
             Message::Text(t) if !bucket.take() => {
                 let _ = t;
-                Some(Outbound::Frame(error_frame("too many messages: slow down")))
+                Some(Outbound::frame(error_frame("too many messages: slow down")))
             }
             Message::Text(t) => command(&t, &ctx, &token, &user, &tx),
         };
@@ -315,7 +315,7 @@ fn command(
 ) -> Option<Outbound> {
     let text = text.trim();
     if text == "ping" {
-        return Some(Outbound::Frame(Delivery {
+        return Some(Outbound::frame(Delivery {
             bytes: Bytes::from_static(b"pong"),
             seq: None,
         }));
@@ -327,7 +327,7 @@ fn command(
     };
     if !kind.is_empty() {
         let Ok(id) = Uuid::parse_str(raw.trim()) else {
-            return Some(Outbound::Frame(error_frame(&format!(
+            return Some(Outbound::frame(error_frame(&format!(
                 "{kind} needs a notification id"
             ))));
         };
@@ -347,7 +347,7 @@ fn command(
                     "could not record that, try again".to_owned()
                 }
             };
-            let _ = tx.send(Outbound::Frame(error_frame(&answer))).await;
+            let _ = tx.send(Outbound::frame(error_frame(&answer))).await;
         });
         return None;
     }
@@ -358,7 +358,7 @@ fn command(
                 token.refresh(fresh, claims.exp);
                 None
             }
-            Ok(_) => Some(Outbound::Frame(error_frame(
+            Ok(_) => Some(Outbound::frame(error_frame(
                 "the new token is for another user",
             ))),
             Err(e) => {
@@ -366,11 +366,11 @@ fn command(
                     .auth_failures
                     .with_label_values(&[e.reason()])
                     .inc();
-                Some(Outbound::Frame(error_frame(&format!("token refused: {e}"))))
+                Some(Outbound::frame(error_frame(&format!("token refused: {e}"))))
             }
         };
     }
-    Some(Outbound::Frame(error_frame("unknown command")))
+    Some(Outbound::frame(error_frame("unknown command")))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -457,20 +457,22 @@ async fn write_loop<S>(
                 while let Some(out) = next.take() {
                     match out {
                         Outbound::Frame(d) => {
-                            match write(&mut ws, &d, &mut last_seq).await {
-                                Ok(true) => delivered += 1,
-                                Ok(false) => ctx.metrics.dropped.with_label_values(&["duplicate"]).inc(),
-                                Err(_) => return,
+                            if write_counted(&mut ws, &d, &mut last_seq, &mut delivered, &ctx.metrics).await.is_err() {
+                                return;
                             }
+                        }
+                        Outbound::Run(run) => {
+                            for d in run.iter() {
+                                if write_counted(&mut ws, d, &mut last_seq, &mut delivered, &ctx.metrics).await.is_err() {
+                                    return;
+                                }
+                            }
+                            shared.written(run.len());
                         }
                         Outbound::Pong(p) => {
                             if ws.write_frame(Frame::pong(Payload::Borrowed(&p))).await.is_err() {
                                 return;
                             }
-                        }
-                        Outbound::Close(code, _) => {
-                            let _ = close_with(&mut ws, code).await;
-                            return;
                         }
                     }
                     n += 1;
@@ -547,6 +549,22 @@ async fn write<W: AsyncWrite + Unpin>(
     ws.write_frame(Frame::text(Payload::Borrowed(&d.bytes)))
         .await?;
     Ok(true)
+}
+
+/// [`write`], counting what was written in `delivered` and a duplicate in the metrics.
+async fn write_counted<W: AsyncWrite + Unpin>(
+    ws: &mut WebSocketWrite<W>,
+    d: &Delivery,
+    last_seq: &mut i64,
+    delivered: &mut u64,
+    metrics: &Metrics,
+) -> Result<(), WebSocketError> {
+    if write(ws, d, last_seq).await? {
+        *delivered += 1;
+    } else {
+        metrics.dropped.with_label_values(&["duplicate"]).inc();
+    }
+    Ok(())
 }
 
 async fn send_now<W: AsyncWrite + Unpin>(

@@ -13,7 +13,7 @@
 //! its sockets). So there is one Redis subscription per channel per node, whichever protocol the
 //! clients use.
 
-use crate::hub::{Admission, ConnId, ConnShared, Hub, Outbound, Refusal};
+use crate::hub::{Admission, ConnId, ConnShared, Delivery, Hub, Outbound, Refusal};
 use crate::metrics::Metrics;
 use herald_core::auth::{Verifier, valid_role};
 use herald_core::keys::Keys;
@@ -229,7 +229,7 @@ impl SocketIoState {
         }
         let (tx, rx) = mpsc::channel(BRIDGE_QUEUE);
         let member = Arc::new(ConnShared::default());
-        let (id, subscribed) = self.hub.join(&[channel.to_owned()], tx, member);
+        let (id, subscribed) = self.hub.join(&[channel.to_owned()], tx, member.clone());
         let (ready_tx, ready) = watch::channel(false);
         tokio::spawn(async move {
             for r in subscribed {
@@ -238,7 +238,13 @@ impl SocketIoState {
             let _ = ready_tx.send(true);
         });
         let target = self.target(channel);
-        let task = tokio::spawn(bridge(self.io.clone(), target, rx, self.metrics.clone()));
+        let task = tokio::spawn(bridge(
+            self.io.clone(),
+            target,
+            rx,
+            member,
+            self.metrics.clone(),
+        ));
         let entry = Bridge {
             id,
             sockets: 1,
@@ -285,32 +291,50 @@ fn translate(frame: serde_json::Value) -> Option<(String, serde_json::Value)> {
     }
 }
 
-async fn bridge(io: SocketIo, target: Target, mut rx: mpsc::Receiver<Outbound>, metrics: Metrics) {
+async fn bridge(
+    io: SocketIo,
+    target: Target,
+    mut rx: mpsc::Receiver<Outbound>,
+    member: Arc<ConnShared>,
+    metrics: Metrics,
+) {
     while let Some(out) = rx.recv().await {
-        let Outbound::Frame(d) = out else { continue };
-        let Some((event, payload)) = serde_json::from_slice(&d.bytes).ok().and_then(translate)
-        else {
-            continue;
-        };
-        let operators = match &target {
-            Target::UserRoom(room) => io
-                .of("/user")
-                .map(|o| o.to(room.clone()))
-                .into_iter()
-                .collect(),
-            Target::Namespace(ns) => io.of(ns).into_iter().collect(),
-            Target::Everyone => io.nsps(),
-        };
-        for op in operators {
-            match op.emit(&event, &payload).await {
-                Ok(()) => metrics.delivered.inc(),
-                Err(e) => {
-                    metrics
-                        .dropped
-                        .with_label_values(&["socketio_queue_full"])
-                        .inc();
-                    tracing::debug!(cause = %e, "a Socket.IO broadcast did not reach every socket");
+        match out {
+            Outbound::Frame(d) => emit(&io, &target, &d, &metrics).await,
+            Outbound::Run(run) => {
+                for d in run.iter() {
+                    emit(&io, &target, d, &metrics).await;
                 }
+                member.written(run.len());
+            }
+            Outbound::Pong(_) => {}
+        }
+    }
+}
+
+/// Emits one frame to the Socket.IO sockets `target` names.
+async fn emit(io: &SocketIo, target: &Target, d: &Delivery, metrics: &Metrics) {
+    let Some((event, payload)) = serde_json::from_slice(&d.bytes).ok().and_then(translate) else {
+        return;
+    };
+    let operators = match target {
+        Target::UserRoom(room) => io
+            .of("/user")
+            .map(|o| o.to(room.clone()))
+            .into_iter()
+            .collect(),
+        Target::Namespace(ns) => io.of(ns).into_iter().collect(),
+        Target::Everyone => io.nsps(),
+    };
+    for op in operators {
+        match op.emit(&event, &payload).await {
+            Ok(()) => metrics.delivered.inc(),
+            Err(e) => {
+                metrics
+                    .dropped
+                    .with_label_values(&["socketio_queue_full"])
+                    .inc();
+                tracing::debug!(cause = %e, "a Socket.IO broadcast did not reach every socket");
             }
         }
     }
