@@ -103,7 +103,7 @@ fn deliver_pending(hub: &Hub, metrics: &Metrics, pending: &mut Vec<Message>) {
         }
         let same_next = drained.peek().is_some_and(|n| n.channel == msg.channel);
         if !same_next && !run.is_empty() {
-            let out = hub.deliver_run(&msg.channel, &run);
+            let out = hub.deliver_run(&msg.channel, std::mem::take(&mut run).into());
             if out.slow > 0 {
                 metrics
                     .dropped
@@ -111,7 +111,6 @@ fn deliver_pending(hub: &Hub, metrics: &Metrics, pending: &mut Vec<Message>) {
                     .inc_by(out.slow as u64);
                 metrics.slow_closes.inc_by(out.slow as u64);
             }
-            run.clear();
         }
     }
 }

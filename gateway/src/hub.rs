@@ -289,18 +289,12 @@ impl Hub {
             .collect()
     }
 
-    /// Queues `delivery` for every member of `channel`, never waiting. A member whose queue
-    /// is full is asked to close as a slow consumer.
-    pub fn deliver(&self, channel: &str, delivery: &Delivery) -> Delivered {
-        self.deliver_run(channel, std::slice::from_ref(delivery))
-    }
-
     /// Queues a run of frames for one channel as one shared [`Outbound::Run`] per member, so a
     /// member's writer sends it in one write (SPEC §10: one write per frame is the cost that
     /// dominates fan-out). A member is slow when frames are already queued for it and this run
     /// would put it more than its queue's capacity behind: it is then asked to close, so a client
     /// is never more than capacity + one run behind.
-    pub fn deliver_run(&self, channel: &str, run: &[Delivery]) -> Delivered {
+    pub fn deliver_run(&self, channel: &str, run: Arc<[Delivery]>) -> Delivered {
         let st = self.state.read().expect("hub lock");
         let mut out = Delivered::default();
         let Some(ch) = st.channels.get(channel) else {
@@ -310,13 +304,12 @@ impl Hub {
             return out;
         }
         let n = run.len();
-        let shared: Arc<[Delivery]> = run.into();
         for m in ch.members.values() {
             let behind = m.shared.queued.fetch_add(n, Ordering::Relaxed);
             let result = if behind > 0 && behind + n > m.tx.max_capacity() {
                 Err(mpsc::error::TrySendError::Full(()))
             } else {
-                m.tx.try_send(Outbound::Run(shared.clone()))
+                m.tx.try_send(Outbound::Run(run.clone()))
                     .map_err(|e| match e {
                         mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
                         mpsc::error::TrySendError::Closed(_) => {
@@ -443,14 +436,14 @@ mod tests {
         let (_, _stuck, slow_shared, _) = conn(&hub, &["u:1"], 1);
         let (_, mut other, other_shared, _) = conn(&hub, &["u:2"], 8);
         assert_eq!(
-            hub.deliver("u:1", &frame("a")),
+            hub.deliver_run("u:1", [frame("a")].into()),
             Delivered {
                 written: 2,
                 slow: 0
             }
         );
         assert_eq!(
-            hub.deliver("u:1", &frame("b")),
+            hub.deliver_run("u:1", [frame("b")].into()),
             Delivered {
                 written: 1,
                 slow: 1
@@ -476,27 +469,27 @@ mod tests {
         let hub = Hub::new(10, 100);
         let (_, mut a, a_shared, _) = conn(&hub, &["r"], 8);
         let (_, mut b, b_shared, _) = conn(&hub, &["r"], 8);
-        let run = [frame("1"), frame("2"), frame("3")];
-        assert_eq!(hub.deliver_run("r", &run).written, 6);
+        let run: Arc<[Delivery]> = [frame("1"), frame("2"), frame("3")].into();
+        assert_eq!(hub.deliver_run("r", run.clone()).written, 6);
         assert_eq!(texts(&mut a, &a_shared), ["1", "2", "3"]);
         assert_eq!(texts(&mut b, &b_shared), ["1", "2", "3"]);
-        assert_eq!(hub.deliver_run("nobody", &run), Delivered::default());
+        assert_eq!(hub.deliver_run("nobody", run), Delivered::default());
     }
 
     #[tokio::test]
     async fn a_member_is_slow_only_when_already_behind_by_its_capacity() {
         let hub = Hub::new(10, 100);
-        let run = [frame("1"), frame("2"), frame("3")];
+        let run: Arc<[Delivery]> = [frame("1"), frame("2"), frame("3")].into();
         // Nothing queued: a run longer than the queue is taken whole.
         let (_, mut small, small_shared, _) = conn(&hub, &["s"], 2);
-        assert_eq!(hub.deliver_run("s", &run).written, 3);
+        assert_eq!(hub.deliver_run("s", run.clone()).written, 3);
         assert_eq!(small_shared.kick_code(), None);
         // Written frames no longer count: the next run is taken too.
         assert_eq!(texts(&mut small, &small_shared), ["1", "2", "3"]);
-        assert_eq!(hub.deliver_run("s", &run[..2]).written, 2);
+        assert_eq!(hub.deliver_run("s", run[..2].into()).written, 2);
         // Still holding those two, one more would put it past its capacity of 2.
         assert_eq!(
-            hub.deliver_run("s", &run[..1]),
+            hub.deliver_run("s", run[..1].into()),
             Delivered {
                 written: 0,
                 slow: 1
