@@ -2,6 +2,7 @@
 //! documented default for everything that has a sensible one. Secrets are [`Secret`]s.
 
 use herald_core::auth::JwtArgs;
+use herald_core::origins::{AllowedOrigins, OriginArgs, OriginError};
 use herald_core::secret::Secret;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -54,9 +55,13 @@ pub struct Config {
     #[command(flatten)]
     pub jwt: JwtArgs,
 
-    /// The public origin users reach Herald at (links in emails, the demo page).
+    /// The public origin users reach Herald at (links in emails, the demo page); always an
+    /// allowed browser origin.
     #[arg(long, env = "HERALD_PUBLIC_URL", default_value = defaults::PUBLIC_URL)]
     pub public_url: String,
+
+    #[command(flatten)]
+    pub cors: OriginArgs,
 
     /// A request that takes longer than this is answered 503.
     #[arg(long, env = "HERALD_REQUEST_TIMEOUT_MS", default_value_t = defaults::REQUEST_TIMEOUT_MS)]
@@ -92,12 +97,18 @@ impl Config {
             redis_prefix: defaults::REDIS_PREFIX.to_owned(),
             jwt: JwtArgs::with_secret(jwt_secret),
             public_url: defaults::PUBLIC_URL.to_owned(),
+            cors: OriginArgs::default(),
             request_timeout_ms: defaults::REQUEST_TIMEOUT_MS,
             max_data_bytes: defaults::MAX_DATA_BYTES,
             max_body_bytes: defaults::MAX_BODY_BYTES,
             relay_poll_ms: defaults::RELAY_POLL_MS,
             dev_tokens: false,
         }
+    }
+
+    /// The browser origins allowed to call the api: the public URL's and CORS_ALLOWED_ORIGINS.
+    pub fn origins(&self) -> Result<AllowedOrigins, OriginError> {
+        AllowedOrigins::parse(&self.cors.allowed_origins, &self.public_url)
     }
 
     pub fn db_acquire_timeout(&self) -> Duration {

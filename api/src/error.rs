@@ -54,12 +54,21 @@ pub enum ApiError {
     /// 404: no such notification for this user (also when it is someone else's).
     #[error("Notification not found")]
     NotFound,
+    /// 404: no route serves this path.
+    #[error("Not Found")]
+    NoRoute,
+    /// 405: the path exists, but not for this method.
+    #[error("Method Not Allowed")]
+    MethodNotAllowed,
     /// 410: a resume position Herald cannot replay from; the client must refetch over REST.
     #[error("{0}")]
     Gone(&'static str),
     /// 413: the request body is larger than the configured limit.
     #[error("request body is too large")]
     TooLarge,
+    /// 415: a body that is not `application/json`.
+    #[error("the body must be JSON: send Content-Type: application/json")]
+    UnsupportedMediaType,
     /// 422: invalid input, with every field that is wrong and why.
     #[error("invalid input")]
     Invalid(Vec<FieldError>),
@@ -80,7 +89,9 @@ impl ApiError {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NoRoute => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -4,7 +4,7 @@
 use crate::error::{ApiError, FieldError};
 use crate::startup::AppState;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use bytes::Bytes;
 use herald_core::auth::{AuthError, Claims};
@@ -62,7 +62,8 @@ impl FromRequestParts<AppState> for Publisher {
     }
 }
 
-/// A JSON body parsed into `T`. Unlike axum's `Json`, every failure is a 422 (413 when too large)
+/// A JSON body parsed into `T`. Unlike axum's `Json`, every failure is a 422 (413 when too large,
+/// 415 when the Content-Type is not JSON)
 /// in the `{"detail": [{"loc", "msg", "type"}]}` shape, naming the field: malformed JSON, a wrong
 /// type, a missing field. The raw JSON value is kept for idempotency comparisons.
 pub struct JsonBody<T> {
@@ -74,11 +75,32 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        if !is_json(&req) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|_| ApiError::TooLarge)?;
         parse_json(&bytes)
     }
+}
+
+/// Does the request say its body is JSON (`application/json` or `application/<x>+json`,
+/// any parameters)?
+fn is_json(req: &Request) -> bool {
+    let Some(value) = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some((kind, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (sub.eq_ignore_ascii_case("json") || sub.to_ascii_lowercase().ends_with("+json"))
 }
 
 /// The path of the first string (key or value) holding a NUL character, if any.

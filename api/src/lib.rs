@@ -5,6 +5,7 @@
 //! - [`config`]: the typed configuration, from the environment.
 //! - [`startup`]: builds the app from a config and a bound listener; shared state; shutdown.
 //! - [`routes`]: HTTP handlers, one module per area.
+//! - [`cors`]: cross-origin answers for the allowed browser origins, nothing for the others.
 //! - [`extract`]: the caller's verified identity and JSON bodies with field-named errors.
 //! - [`domain`]: publish requests validated into trusted types.
 //! - [`inbox`]: reading and changing a user's inbox in Postgres.
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod cors;
 pub mod domain;
 pub mod error;
 pub mod extract;

@@ -3,6 +3,7 @@
 //! bind port 0; [`App::run_until_stopped`] serves until the shutdown future completes.
 
 use crate::config::Config;
+use crate::cors;
 use crate::error::ApiError;
 use crate::fanout::{self, Bus, ChangeQueue};
 use crate::metrics::Metrics;
@@ -66,6 +67,7 @@ impl App {
     /// Connects to Postgres (running migrations) and Redis, and prepares the router.
     pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         let verifier = config.jwt.verifier().context("JWT configuration")?;
+        let origins = Arc::new(config.origins()?);
         let pool = PgPoolOptions::new()
             .max_connections(config.db_pool_size)
             .acquire_timeout(config.db_acquire_timeout())
@@ -128,6 +130,8 @@ impl App {
                 }),
             )
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(cors::layer(&origins))
+            .layer(middleware::from_fn_with_state(origins, cors::refuse_foreign))
             .with_state(state.clone());
         Ok(Self {
             listener,

@@ -2,6 +2,7 @@
 //! with a documented default.
 
 use herald_core::auth::JwtArgs;
+use herald_core::origins::{AllowedOrigins, OriginArgs, OriginError};
 use herald_core::secret::Secret;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -54,12 +55,10 @@ pub struct Config {
     #[command(flatten)]
     pub jwt: JwtArgs,
 
-    /// Browser origins allowed to open a WebSocket, comma separated; default: the origin of
-    /// HERALD_PUBLIC_URL. Requests without an Origin header (servers, CLI tools) are allowed.
-    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
-    pub allowed_origins: Vec<String>,
+    #[command(flatten)]
+    pub cors: OriginArgs,
 
-    /// The public origin (the default allowed origin).
+    /// The public origin (always an allowed browser origin).
     #[arg(long, env = "HERALD_PUBLIC_URL", default_value = defaults::PUBLIC_URL)]
     pub public_url: String,
 
@@ -121,7 +120,7 @@ impl Config {
             redis_prefix: "herald".to_owned(),
             api_url: api_url.to_owned(),
             jwt: JwtArgs::with_secret(jwt_secret),
-            allowed_origins: Vec::new(),
+            cors: OriginArgs::default(),
             public_url: defaults::PUBLIC_URL.to_owned(),
             max_message_bytes: defaults::MAX_MESSAGE_BYTES,
             max_messages_per_sec: defaults::MAX_MESSAGES_PER_SEC,
@@ -137,17 +136,9 @@ impl Config {
         }
     }
 
-    /// The allowed browser origins (the public URL's origin when none are configured).
-    pub fn origins(&self) -> Vec<String> {
-        if self.allowed_origins.is_empty() {
-            vec![origin_of(&self.public_url)]
-        } else {
-            self.allowed_origins
-                .iter()
-                .map(|o| o.trim().trim_end_matches('/').to_owned())
-                .filter(|o| !o.is_empty())
-                .collect()
-        }
+    /// The allowed browser origins: the public URL's and CORS_ALLOWED_ORIGINS.
+    pub fn origins(&self) -> Result<AllowedOrigins, OriginError> {
+        AllowedOrigins::parse(&self.cors.allowed_origins, &self.public_url)
     }
 
     pub fn ping_interval(&self) -> Duration {
@@ -156,34 +147,5 @@ impl Config {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
-    }
-}
-
-/// `scheme://host[:port]` of a URL.
-pub fn origin_of(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let host = rest.split('/').next().unwrap_or(rest);
-            format!("{scheme}://{host}")
-        }
-        None => url.trim_end_matches('/').to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_default_origin_is_the_public_urls() {
-        let c = Config::new("redis://x", "http://api", "s");
-        assert_eq!(c.origins(), ["http://127.0.0.1:8000"]);
-        let mut c2 = c.clone();
-        c2.allowed_origins = vec!["https://a.example/".into(), " ".into()];
-        assert_eq!(c2.origins(), ["https://a.example"]);
-        assert_eq!(
-            origin_of("https://h.example:8443/app"),
-            "https://h.example:8443"
-        );
     }
 }

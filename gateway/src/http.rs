@@ -54,17 +54,8 @@ where
     let origin = req
         .headers()
         .get(ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    if let Some(o) = &origin
-        && !shared.origin_allowed(o)
-    {
-        shared
-            .ctx
-            .metrics
-            .handshake_refusals
-            .with_label_values(&["origin"])
-            .inc();
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    if !shared.check_origin(origin.as_deref(), "/socket.io/") {
         return Ok(empty(StatusCode::FORBIDDEN));
     }
     let new_session = !req.uri().query().is_some_and(|q| q.contains("sid="));
@@ -82,6 +73,10 @@ where
     {
         let h = response.headers_mut();
         h.insert(hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        h.append(
+            hyper::header::VARY,
+            hyper::header::HeaderValue::from_static("origin"),
+        );
         h.insert(
             hyper::header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
             hyper::header::HeaderValue::from_static("true"),
@@ -150,15 +145,12 @@ fn upgrade(req: &mut Request<Incoming>, app: &Arc<Shared>) -> Response<Body> {
             "this gateway is restarting: reconnect",
         );
     }
-    if let Some(origin) = req.headers().get(ORIGIN) {
-        let allowed = origin.to_str().is_ok_and(|o| app.origin_allowed(o));
-        if !allowed {
-            metrics
-                .handshake_refusals
-                .with_label_values(&["origin"])
-                .inc();
-            return detail(StatusCode::FORBIDDEN, "origin not allowed");
-        }
+    let origin = req
+        .headers()
+        .get(ORIGIN)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    if !app.check_origin(origin.as_deref(), WS_PATH) {
+        return detail(StatusCode::FORBIDDEN, "origin not allowed");
     }
     let token = query_param(req, "token").or_else(|| {
         req.headers()

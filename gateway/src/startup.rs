@@ -15,15 +15,17 @@ use anyhow::Context as _;
 use fred::clients::SubscriberClient;
 use fred::prelude::{Client, ClientLike};
 use herald_core::keys::Keys;
+use herald_core::origins::AllowedOrigins;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use socketioxide::SocketIo;
 use socketioxide::layer::SocketIoLayer;
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tower_layer::Layer as _;
 
@@ -32,16 +34,51 @@ pub struct Shared {
     pub ctx: Arc<Context>,
     pub subscriber: SubscriberClient,
     pub draining: Arc<AtomicBool>,
-    pub origins: Vec<String>,
+    pub origins: AllowedOrigins,
+    /// When each refused origin was last logged.
+    refused_origins: Mutex<HashMap<String, Instant>>,
     pub socketio: Arc<SocketIoState>,
 }
 
+/// A refused origin is logged at most this often (a misconfigured frontend retries constantly).
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
+/// Most distinct refused origins remembered for that; beyond, new ones go unlogged until
+/// entries age out (a client can send any number of made-up origins).
+const REFUSAL_LOG_ORIGINS: usize = 1024;
+
 impl Shared {
-    /// A browser Origin header on the allowed list (requests without one are allowed).
-    pub fn origin_allowed(&self, origin: &str) -> bool {
-        self.origins
-            .iter()
-            .any(|a| a == origin.trim_end_matches('/'))
+    /// Checks a browser `Origin` header against the allowed list (requests without one are
+    /// allowed: only browsers are at risk). A refusal is counted, and logged at warn once per
+    /// origin per minute with the reason, so "403" in a browser can be explained from the log.
+    pub fn check_origin(&self, origin: Option<&str>, path: &'static str) -> bool {
+        let Some(origin) = origin else { return true };
+        if self.origins.allows(origin) {
+            return true;
+        }
+        self.ctx
+            .metrics
+            .handshake_refusals
+            .with_label_values(&["origin"])
+            .inc();
+        let origin: String = origin.chars().take(200).collect();
+        let now = Instant::now();
+        let mut seen = self.refused_origins.lock().expect("origin log lock");
+        if seen.len() >= REFUSAL_LOG_ORIGINS {
+            seen.retain(|_, at| now.duration_since(*at) < REFUSAL_LOG_EVERY);
+        }
+        let due = seen
+            .get(&origin)
+            .is_none_or(|at| now.duration_since(*at) >= REFUSAL_LOG_EVERY);
+        if due && seen.len() < REFUSAL_LOG_ORIGINS {
+            tracing::warn!(
+                origin = ?origin,
+                path,
+                allowed = ?self.origins.as_slice(),
+                "refused a browser origin: it is neither the public origin nor in CORS_ALLOWED_ORIGINS (logged once a minute per origin)"
+            );
+            seen.insert(origin, now);
+        }
+        false
     }
 }
 
@@ -108,7 +145,8 @@ impl Gateway {
                 ctx,
                 subscriber,
                 draining,
-                origins: config.origins(),
+                origins: config.origins()?,
+                refused_origins: Mutex::new(HashMap::new()),
                 socketio,
             }),
             socketio_layer,

@@ -1,4 +1,4 @@
-//! The inbox endpoints of SPEC §5, field for field as the performance-management seed serves
+//! The inbox endpoints (docs/api.md), field for field as the performance-management seed serves
 //! them, plus `?after=<id>`: everything after a notification, oldest first (for resume).
 
 use crate::error::{ApiError, FieldError};

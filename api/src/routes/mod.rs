@@ -13,9 +13,11 @@ pub mod preferences;
 pub mod publish;
 pub mod web;
 
+use crate::error::ApiError;
 use crate::startup::AppState;
 use axum::Router;
 
+/// Every route, with JSON 404 and 405 answers for the rest.
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(inbox::router())
@@ -23,4 +25,6 @@ pub fn router() -> Router<AppState> {
         .merge(preferences::router())
         .merge(ops::router())
         .merge(web::router())
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
 }

@@ -1,4 +1,4 @@
-//! Host application → Herald (SPEC §4): notifications that are stored, and live events that are
+//! Host application → Herald (docs/api.md): notifications that are stored, and live events that are
 //! not. Both need a token whose scope contains `publish`.
 
 use crate::domain::{NewEvent, NewNotification, PublishEventBody, PublishNotificationBody};

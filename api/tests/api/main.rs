@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod edges;
 mod faults;
 mod helpers;
 mod inbox;

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -61,7 +62,7 @@ impl Stack {
         let mut c = GatewayConfig::new(&self.redis, &format!("http://{}", self.api), SECRET);
         c.redis_prefix = self.prefix.clone();
         c.listen = "127.0.0.1:0".parse().unwrap();
-        c.allowed_origins = vec!["http://app.example".into()];
+        c.cors.allowed_origins = vec!["http://app.example".into()];
         c
     }
 
@@ -183,7 +184,10 @@ pub async fn wait_listening(addr: &str) {
     }
 }
 
-/// A private nginx in front of the given gateways, configured like the local stack's.
+/// A private nginx in front of the api and the given gateways, with the production
+/// configuration: `deploy/local.sh nginx-config` renders deploy/nginx/herald.conf.template
+/// exactly as the local stack does. Stopped with SIGTERM (the master then stops its workers;
+/// SIGKILL would leave them running).
 pub struct Nginx {
     pub port: u16,
     pub dir: PathBuf,
@@ -191,71 +195,44 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    pub async fn start(gateways: &[String]) -> Nginx {
+    pub async fn start(api: &str, gateways: &[String]) -> Nginx {
+        assert_eq!(
+            gateways.len(),
+            2,
+            "the local stack's template has two gateways"
+        );
         let dir =
             std::env::temp_dir().join(format!("herald-nginx-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
-        let servers: String = gateways
-            .iter()
-            .map(|g| format!("server {g} max_fails=1 fail_timeout=2s;\n"))
-            .collect();
-        let d = dir.display();
-        let conf = format!(
-            r#"daemon off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/logs/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-  log_format herald '$remote_addr "$request_method $uri" $status';
-  access_log {d}/logs/access.log herald;
-  map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-  upstream gateways {{ {servers} }}
-  # Long-polling requests of one Socket.IO session must reach the same gateway.
-  upstream gateways_sticky {{ hash $remote_addr consistent; {servers} }}
-  server {{
-    listen 127.0.0.1:{port};
-    location /api/notifications/ws {{
-      proxy_pass http://gateways;
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection $connection_upgrade;
-      proxy_set_header Host $host;
-      proxy_read_timeout 75s;
-      proxy_next_upstream error timeout;
-      # Error lines quote the request line, token included (as in deploy/nginx).
-      error_log {d}/logs/error.log crit;
-    }}
-    location /socket.io/ {{
-      proxy_pass http://gateways_sticky;
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection $connection_upgrade;
-      proxy_set_header Host $host;
-      proxy_read_timeout 75s;
-      error_log {d}/logs/error.log crit;
-    }}
-  }}
-}}
-"#
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/local.sh");
+        let rendered = Command::new(script)
+            .arg("nginx-config")
+            .env("HERALD_RUN_DIR", &dir)
+            .env("HERALD_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+            .env("HERALD_API_ADDR", api)
+            .env("HERALD_GATEWAY1_ADDR", &gateways[0])
+            .env("HERALD_GATEWAY2_ADDR", &gateways[1])
+            .stdout(Stdio::null())
+            .output()
+            .expect("deploy/local.sh runs");
+        assert!(
+            rendered.status.success(),
+            "nginx-config failed: {}",
+            String::from_utf8_lossy(&rendered.stderr)
         );
-        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let d = dir.join("nginx");
         let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "nginx"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists() || *p == "nginx")
             .unwrap();
         let child = Command::new(nginx)
-            .args([
-                "-c",
-                &format!("{d}/nginx.conf"),
-                "-p",
-                &format!("{d}/"),
-                "-e",
-                &format!("{d}/logs/error.log"),
-            ])
+            .args(["-g", "daemon off;", "-c"])
+            .arg(d.join("nginx.conf"))
+            .arg("-p")
+            .arg(format!("{}/", d.display()))
+            .arg("-e")
+            .arg(d.join("error.log"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -264,17 +241,25 @@ http {{
         Nginx { port, dir, child }
     }
 
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
     pub fn logs(&self) -> String {
-        let mut s = std::fs::read_to_string(self.dir.join("logs/access.log")).unwrap_or_default();
-        s.push_str(&std::fs::read_to_string(self.dir.join("logs/error.log")).unwrap_or_default());
+        let d = self.dir.join("nginx");
+        let mut s = std::fs::read_to_string(d.join("access.log")).unwrap_or_default();
+        s.push_str(&std::fs::read_to_string(d.join("error.log")).unwrap_or_default());
         s
     }
 }
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -503,4 +488,101 @@ impl SioClient {
         drop(self.child.stdin.take());
         let _ = self.child.wait().await;
     }
+}
+
+/// Opens a raw socket and completes the handshake by hand, to send frames no client library
+/// would.
+pub async fn raw(addr: &str, token: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /api/notifications/ws?token={token} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
+
+pub fn frame(b0: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let m = if masked { 0x80 } else { 0 };
+    let mut v = vec![b0];
+    match payload.len() {
+        n if n < 126 => v.push(m | n as u8),
+        n if n <= 0xFFFF => {
+            v.push(m | 126);
+            v.extend((n as u16).to_be_bytes());
+        }
+        n => {
+            v.push(m | 127);
+            v.extend((n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        let k = [0x12, 0x34, 0x56, 0x78];
+        v.extend(k);
+        v.extend(payload.iter().enumerate().map(|(i, x)| x ^ k[i % 4]));
+    } else {
+        v.extend_from_slice(payload);
+    }
+    v
+}
+
+/// Reads frames until a close; its code (None if the socket just ended, as a browser sees
+/// 1006).
+pub async fn close_code<R: tokio::io::AsyncRead + Unpin>(s: &mut R) -> Option<u16> {
+    let read = async {
+        loop {
+            let mut h = [0u8; 2];
+            s.read_exact(&mut h).await.ok()?;
+            let len = match h[1] & 0x7f {
+                126 => {
+                    let mut b = [0; 2];
+                    s.read_exact(&mut b).await.ok()?;
+                    u16::from_be_bytes(b) as usize
+                }
+                127 => {
+                    let mut b = [0; 8];
+                    s.read_exact(&mut b).await.ok()?;
+                    u64::from_be_bytes(b) as usize
+                }
+                n => n as usize,
+            };
+            let mut p = vec![0; len];
+            s.read_exact(&mut p).await.ok()?;
+            if h[0] & 0x0f == 0x8 {
+                return Some(if p.len() >= 2 {
+                    u16::from_be_bytes([p[0], p[1]])
+                } else {
+                    1005
+                });
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("closed within 10 s")
+}
+
+/// One sample of a gateway's /metrics (a metric without labels), 0 when absent.
+pub async fn gateway_metric(addr: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.split(' ').next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
 }
