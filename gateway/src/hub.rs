@@ -290,7 +290,7 @@ impl Hub {
     }
 
     /// Queues a run of frames for one channel as one shared [`Outbound::Run`] per member, so a
-    /// member's writer sends it in one write (SPEC §10: one write per frame is the cost that
+    /// member's writer sends it in one write (one write per frame is the cost that
     /// dominates fan-out). A member is slow when frames are already queued for it and this run
     /// would put it more than its queue's capacity behind: it is then asked to close, so a client
     /// is never more than capacity + one run behind.

@@ -9,6 +9,7 @@
 //! - [`http`]: handshake checks (origin, token, limits) and the upgrade; health and metrics.
 //! - [`session`]: one connection: reader and writer tasks, commands, resume, heartbeat, expiry.
 //! - [`frames`]: client frame checks and reassembly under a size cap; close codes.
+//! - [`shared_io`]: the socket shared by reader, writer and the lingering close.
 //! - [`writer`]: a write half that sends queued frames in one write and holds no idle buffer.
 //! - [`hub`]: which connections want which channels; batched subscription changes; delivery.
 //! - [`fanout`]: the Redis subscriber tasks.
@@ -28,6 +29,7 @@ pub mod hub;
 pub mod metrics;
 pub mod presence;
 pub mod session;
+pub mod shared_io;
 pub mod socketio;
 pub mod startup;
 pub mod writer;

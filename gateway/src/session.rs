@@ -4,7 +4,7 @@
 //! sits in a `select!`; everything that must interrupt a connection goes through the writer,
 //! which closes the socket and so ends the reader.
 //!
-//! Protocol (SPEC §6): text `ping` → `pong`; `mark_read:<id>` → persisted through the api, then
+//! Protocol (docs/websocket.md): text `ping` → `pong`; `mark_read:<id>` → persisted through the api, then
 //! `marked_read` reaches every tab through Redis; `ack:<id>` → the notification counts as seen
 //! (email-if-unseen); `auth:<jwt>` → a fresh token for the same user (the connection then
 //! outlives the old token's expiry). Anything else → an `error` frame.
@@ -13,6 +13,7 @@ use crate::api_client::{ApiClient, MarkRead, ReplayError};
 use crate::frames::{self, Assembler, Message};
 use crate::hub::{Admission, ConnShared, Delivery, Hub, Outbound, close};
 use crate::metrics::Metrics;
+use crate::shared_io::SharedIo;
 use crate::writer::Coalescing;
 use bytes::Bytes;
 use fastwebsockets::{Frame, Payload, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite};
@@ -22,7 +23,7 @@ use herald_core::wire::{Notification, ServerMessage};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -33,6 +34,12 @@ const BATCH: usize = 64;
 const WRITE_STALL: Duration = Duration::from_secs(10);
 /// How long a new connection waits for its Redis subscriptions.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(5);
+/// How long a close frame may wait for a client that is not reading (a slow client cut at its
+/// queue bound gets its 4000 if it reads again within this time).
+pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// After the close frames, how long the socket is drained before it is closed (so it ends with
+/// FIN, not RST, and the close frame is not thrown away on the way).
+pub const LINGER: Duration = Duration::from_secs(2);
 
 /// What every connection on this node shares.
 pub struct Context {
@@ -146,10 +153,13 @@ pub async fn serve<S>(
     ws.set_max_message_size(ctx.max_message_bytes + 1);
     ws.set_writev(true);
     ws.set_writev_threshold(0);
+    let socket = std::cell::OnceCell::new();
     let (read, write) = ws.split(|s| {
-        let (r, w) = tokio::io::split(s);
-        (r, Coalescing::new(w))
+        let io = SharedIo::new(s);
+        let _ = socket.set(io.clone());
+        (io.clone(), Coalescing::new(io))
     });
+    let socket = socket.into_inner().expect("split hands over the socket");
 
     let channels = channels_for(&ctx.keys, &session.claims);
     let (tx, rx) = mpsc::channel(ctx.outbound_queue);
@@ -184,30 +194,38 @@ pub async fn serve<S>(
         session.since,
     ));
 
-    tokio::select! {
+    // Whether both close frames were exchanged (then writing is shut down before draining).
+    let complete = tokio::select! {
         ended = &mut reader => {
             // The client closed, went away, or broke the protocol: the writer says goodbye.
-            let code = match ended {
-                Ok(ReadEnd::Violation(c)) => c,
-                Ok(ReadEnd::Closed(c)) => c.unwrap_or(1000),
-                _ => 1000,
+            let (code, complete) = match ended {
+                Ok(ReadEnd::Violation(c)) => (c, false),
+                Ok(ReadEnd::Closed(c)) => (c.unwrap_or(1000), true),
+                _ => (1000, false),
             };
             shared.kick(code);
-            if tokio::time::timeout(Duration::from_secs(2), &mut writer).await.is_err() {
+            if tokio::time::timeout(CLOSE_WAIT, &mut writer).await.is_err() {
                 writer.abort();
             }
+            complete
         }
         _ = &mut writer => {
             // We closed (slow, expired, idle, drain) or the socket failed: give the client a
             // moment to answer the close, then stop reading.
-            if tokio::time::timeout(Duration::from_secs(1), &mut reader).await.is_err() {
-                reader.abort();
+            match tokio::time::timeout(Duration::from_secs(1), &mut reader).await {
+                Ok(Ok(ReadEnd::Closed(_))) => true,
+                Ok(_) => false,
+                Err(_) => {
+                    reader.abort();
+                    false
+                }
             }
         }
-    }
+    };
     ctx.hub.leave(id, &channels);
     ctx.metrics.connections.dec();
     drop(admission);
+    socket.linger(complete, LINGER).await;
 }
 
 enum ReadEnd {
@@ -251,7 +269,7 @@ impl Bucket {
 }
 
 async fn read_loop<S>(
-    mut ws: WebSocketRead<ReadHalf<S>>,
+    mut ws: WebSocketRead<SharedIo<S>>,
     tx: mpsc::Sender<Outbound>,
     ctx: Arc<Context>,
     token: Arc<TokenState>,
@@ -375,7 +393,7 @@ fn command(
 
 #[allow(clippy::too_many_arguments)]
 async fn write_loop<S>(
-    mut ws: WebSocketWrite<Coalescing<WriteHalf<S>>>,
+    mut ws: WebSocketWrite<Coalescing<SharedIo<S>>>,
     mut rx: mpsc::Receiver<Outbound>,
     ready: Vec<tokio::sync::oneshot::Receiver<()>>,
     ctx: Arc<Context>,
@@ -440,6 +458,10 @@ async fn write_loop<S>(
     }
 
     let mut ping = tokio::time::interval_at(Instant::now() + ctx.ping_interval, ctx.ping_interval);
+    // Checked when it could first be true, not at the next ping: a client silent for the idle
+    // timeout is dropped then (± nothing), well before a proxy's own read timeout.
+    let idle = tokio::time::sleep(ctx.idle_timeout.saturating_sub(liveness.silent_for()));
+    tokio::pin!(idle);
     let expiry = tokio::time::sleep_until(token.deadline());
     tokio::pin!(expiry);
     loop {
@@ -490,18 +512,26 @@ async fn write_loop<S>(
                     _ = shared.kicked.notified() => false,
                 };
                 if !flushed {
-                    if shared.kick_code().is_none() {
+                    let code = shared.kick_code().unwrap_or_else(|| {
                         shared.kick(close::SLOW_CONSUMER);
                         ctx.metrics.slow_closes.inc();
-                    }
+                        close::SLOW_CONSUMER
+                    });
+                    // What is already buffered goes first (a frame may be half written), then
+                    // the close frame: a client that reads again within CLOSE_WAIT learns why.
+                    let _ = close_with(&mut ws, code).await;
                     return;
                 }
             }
-            _ = ping.tick() => {
-                if liveness.silent_for() > ctx.idle_timeout {
+            _ = &mut idle => {
+                let silent = liveness.silent_for();
+                if silent >= ctx.idle_timeout {
                     let _ = close_with(&mut ws, close::IDLE).await;
                     return;
                 }
+                idle.as_mut().reset(Instant::now() + (ctx.idle_timeout - silent));
+            }
+            _ = ping.tick() => {
                 if ws.write_frame(Frame::new(true, fastwebsockets::OpCode::Ping, None, Payload::Borrowed(b""))).await.is_err()
                     || flush(&mut ws).await.is_err()
                 {
@@ -597,12 +627,16 @@ fn reason(code: u16) -> &'static [u8] {
     }
 }
 
+/// Writes the close frame after whatever is still buffered, waiting at most [`CLOSE_WAIT`] for
+/// a client that is not reading.
 async fn close_with<W: AsyncWrite + Unpin>(
     ws: &mut WebSocketWrite<W>,
     code: u16,
 ) -> Result<(), WebSocketError> {
-    ws.write_frame(Frame::close(code, reason(code))).await?;
-    tokio::time::timeout(Duration::from_secs(1), ws.flush())
-        .await
-        .unwrap_or(Err(WebSocketError::ConnectionClosed))
+    tokio::time::timeout(CLOSE_WAIT, async {
+        ws.write_frame(Frame::close(code, reason(code))).await?;
+        ws.flush().await
+    })
+    .await
+    .unwrap_or(Err(WebSocketError::ConnectionClosed))
 }

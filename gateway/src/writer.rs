@@ -1,6 +1,6 @@
 //! A write half that coalesces: frames written between two flushes leave in one `write` call.
 //!
-//! fastwebsockets writes each frame with its own syscall; SPEC §10 measured ~7 µs of CPU per
+//! fastwebsockets writes each frame with its own syscall; we measured ~7 µs of CPU per
 //! small write here, so queued frames for one connection must leave together. Unlike tokio's
 //! `BufWriter`, this buffer is allocated only while frames are pending and released after a large
 //! flush, so an idle connection holds no write buffer at all.

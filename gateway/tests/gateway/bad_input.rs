@@ -3,8 +3,7 @@
 
 use crate::helpers::*;
 use herald_core::auth::now_unix;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test]
 async fn bad_tokens_and_foreign_origins_are_refused_before_any_data() {
@@ -53,88 +52,6 @@ async fn bad_tokens_and_foreign_origins_are_refused_before_any_data() {
         try_open(&addr, &good, None, None).await.is_ok(),
         "no Origin (a server, a CLI) is allowed"
     );
-}
-
-/// Opens a raw socket and completes the handshake by hand, to send frames no client library
-/// would.
-async fn raw(addr: &str, token: &str) -> TcpStream {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "GET /api/notifications/ws?token={token} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    s
-}
-
-fn frame(b0: u8, payload: &[u8], masked: bool) -> Vec<u8> {
-    let m = if masked { 0x80 } else { 0 };
-    let mut v = vec![b0];
-    match payload.len() {
-        n if n < 126 => v.push(m | n as u8),
-        n if n <= 0xFFFF => {
-            v.push(m | 126);
-            v.extend((n as u16).to_be_bytes());
-        }
-        n => {
-            v.push(m | 127);
-            v.extend((n as u64).to_be_bytes());
-        }
-    }
-    if masked {
-        let k = [0x12, 0x34, 0x56, 0x78];
-        v.extend(k);
-        v.extend(payload.iter().enumerate().map(|(i, x)| x ^ k[i % 4]));
-    } else {
-        v.extend_from_slice(payload);
-    }
-    v
-}
-
-/// Reads frames until a close; its code (None if the socket just ended).
-async fn close_code(s: &mut TcpStream) -> Option<u16> {
-    let read = async {
-        loop {
-            let mut h = [0u8; 2];
-            s.read_exact(&mut h).await.ok()?;
-            let len = match h[1] & 0x7f {
-                126 => {
-                    let mut b = [0; 2];
-                    s.read_exact(&mut b).await.ok()?;
-                    u16::from_be_bytes(b) as usize
-                }
-                127 => {
-                    let mut b = [0; 8];
-                    s.read_exact(&mut b).await.ok()?;
-                    u64::from_be_bytes(b) as usize
-                }
-                n => n as usize,
-            };
-            let mut p = vec![0; len];
-            s.read_exact(&mut p).await.ok()?;
-            if h[0] & 0x0f == 0x8 {
-                return Some(if p.len() >= 2 {
-                    u16::from_be_bytes([p[0], p[1]])
-                } else {
-                    1005
-                });
-            }
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(10), read)
-        .await
-        .expect("closed within 10 s")
 }
 
 #[tokio::test]

@@ -8,7 +8,11 @@ use serde_json::json;
 async fn both_tabs_of_a_user_on_two_gateways_get_each_notification_and_every_read() {
     let s = stack().await;
     let (a, b) = (s.gateway(|_| {}).await, s.gateway(|_| {}).await);
-    let nginx = Nginx::start(&[a.addr.to_string(), b.addr.to_string()]).await;
+    let nginx = Nginx::start(
+        &s.api.to_string(),
+        &[a.addr.to_string(), b.addr.to_string()],
+    )
+    .await;
     let alice = token("alice", &[]);
     // Connect directly to each gateway, and once more through nginx.
     let mut on_a = open(&a.addr.to_string(), &alice, None).await;

@@ -135,7 +135,11 @@ async fn after_a_gateway_is_killed_its_clients_resume_through_the_other_and_lose
     let mut b = s.gateway_process(pb, &logs.join("b.log"));
     wait_listening(&format!("127.0.0.1:{pa}")).await;
     wait_listening(&format!("127.0.0.1:{pb}")).await;
-    let nginx = Nginx::start(&[format!("127.0.0.1:{pa}"), format!("127.0.0.1:{pb}")]).await;
+    let nginx = Nginx::start(
+        &s.api.to_string(),
+        &[format!("127.0.0.1:{pa}"), format!("127.0.0.1:{pb}")],
+    )
+    .await;
     let alice = token("alice", &[]);
     let mut tab = open(&format!("127.0.0.1:{pa}"), &alice, None).await;
     let last = s.notify("alice", "before").await;

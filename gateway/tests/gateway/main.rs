@@ -2,6 +2,7 @@
 //! gets a fresh database and its own Redis prefix.
 
 mod bad_input;
+mod close_codes;
 mod delivery;
 mod faults;
 mod helpers;

@@ -11,7 +11,11 @@ fn url(port: u16) -> String {
 async fn the_admin_dashboard_gets_ticket_events_through_nginx_and_upgrades_to_websocket() {
     let s = stack().await;
     let (a, b) = (s.gateway(|_| {}).await, s.gateway(|_| {}).await);
-    let nginx = Nginx::start(&[a.addr.to_string(), b.addr.to_string()]).await;
+    let nginx = Nginx::start(
+        &s.api.to_string(),
+        &[a.addr.to_string(), b.addr.to_string()],
+    )
+    .await;
     let mut admin = SioClient::start(
         &url(nginx.port),
         "/admin",

@@ -77,9 +77,30 @@ async fn a_silent_client_is_pinged_every_interval_and_dropped_after_the_idle_tim
         assert_eq!(next(&mut client).await, (OpCode::Ping, None));
         assert_eq!(start.elapsed(), Duration::from_secs(25 * n));
     }
-    // Never answered: at the third ping (75 s) it has been silent longer than 60 s.
+    // Never answered: closed when it has been silent for exactly the idle timeout (60 s),
+    // not at the next ping (75 s, which is also nginx's proxy_read_timeout).
     assert_eq!(next(&mut client).await, (OpCode::Close, Some(1001)));
-    assert_eq!(start.elapsed(), Duration::from_secs(75));
+    assert_eq!(start.elapsed(), Duration::from_secs(60));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_idle_timeout_counts_from_the_last_frame_heard() {
+    let mut client = connect(token_with("alice", &[], None, 3_600));
+    let start = Instant::now();
+    assert_eq!(next(&mut client).await.0, OpCode::Text, "greeting");
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    client
+        .write_frame(Frame::text(Payload::Borrowed(b"ping")))
+        .await
+        .unwrap();
+    let f = client.read_frame().await.unwrap();
+    assert_eq!(&f.payload[..], b"pong");
+    // Heard at 20 s: the pings at 25, 50 and 75 s go unanswered; closed at 20 + 60 s.
+    for _ in 0..3 {
+        assert_eq!(next(&mut client).await, (OpCode::Ping, None));
+    }
+    assert_eq!(next(&mut client).await, (OpCode::Close, Some(1001)));
+    assert_eq!(start.elapsed(), Duration::from_secs(80));
 }
 
 #[tokio::test(start_paused = true)]
