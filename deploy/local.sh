@@ -31,6 +31,13 @@ HERALD_API_ADDR=${HERALD_API_ADDR:-127.0.0.1:8001}
 HERALD_GATEWAY1_ADDR=${HERALD_GATEWAY1_ADDR:-127.0.0.1:8011}
 HERALD_GATEWAY2_ADDR=${HERALD_GATEWAY2_ADDR:-127.0.0.1:8012}
 HERALD_WORKER_ADDR=${HERALD_WORKER_ADDR:-127.0.0.1:8021}
+# Browser origins besides HERALD_PUBLIC_URL's (comma separated) that may call the api and open
+# WebSocket / Socket.IO connections, e.g. a frontend dev server on http://localhost:3000.
+CORS_ALLOWED_ORIGINS=${CORS_ALLOWED_ORIGINS:-}
+# The api's body limit and request timeout; nginx's client_max_body_size and its read timeout
+# towards the api follow them.
+HERALD_MAX_BODY_BYTES=${HERALD_MAX_BODY_BYTES:-4194304}
+HERALD_REQUEST_TIMEOUT_MS=${HERALD_REQUEST_TIMEOUT_MS:-10000}
 # Which build the services run from: release for `up`, debug for the end-to-end tests.
 HERALD_PROFILE=${HERALD_PROFILE:-release}
 RUN_DIR=${HERALD_RUN_DIR:-$REPO_ROOT/.run}
@@ -419,6 +426,9 @@ service_env() {
         "REDIS_URL=$REDIS_URL"
         "HERALD_JWT_SECRET=$HERALD_JWT_SECRET"
         "HERALD_PUBLIC_URL=$HERALD_PUBLIC_URL"
+        "CORS_ALLOWED_ORIGINS=$CORS_ALLOWED_ORIGINS"
+        "HERALD_MAX_BODY_BYTES=$HERALD_MAX_BODY_BYTES"
+        "HERALD_REQUEST_TIMEOUT_MS=$HERALD_REQUEST_TIMEOUT_MS"
         "RUST_LOG=${RUST_LOG:-info}"
     )
 }
@@ -537,6 +547,8 @@ render_nginx_conf() {
             -e "s|@RUN_DIR@|$(sed_escape "$RUN_DIR")|g" \
             -e "s|@PORT@|$PUBLIC_PORT|g" \
             -e "s|@API_ADDR@|$HERALD_API_ADDR|g" \
+            -e "s|@MAX_BODY_BYTES@|$HERALD_MAX_BODY_BYTES|g" \
+            -e "s|@API_READ_TIMEOUT@|$((HERALD_REQUEST_TIMEOUT_MS / 1000 + 5))s|g" \
             -e "s|@USER_LINE@|$(sed_escape "$(nginx_user_line)")|g" \
             "$NGINX_TEMPLATE"
     } >"$out"
@@ -591,6 +603,8 @@ validate_config() {
     if [[ $RUN_DIR == *[[:space:]]* || $RUN_DIR == *[\"\'\$\;\{\}\\]* ]]; then
         die "HERALD_RUN_DIR must not contain spaces, quotes, \$ ; { } or backslashes (it goes into nginx.conf): $RUN_DIR"
     fi
+    [[ $HERALD_MAX_BODY_BYTES =~ ^[1-9][0-9]*$ ]] || die "HERALD_MAX_BODY_BYTES must be a number of bytes (got $HERALD_MAX_BODY_BYTES)"
+    [[ $HERALD_REQUEST_TIMEOUT_MS =~ ^[1-9][0-9]*$ ]] || die "HERALD_REQUEST_TIMEOUT_MS must be a number of milliseconds (got $HERALD_REQUEST_TIMEOUT_MS)"
     local entry name bin addr
     for entry in "${SERVICES[@]}"; do
         read -r name bin addr _ <<<"$entry"
@@ -601,9 +615,45 @@ validate_config() {
     fi
 }
 
+# What `token` needs to know about the secret the stack runs with, without the secret itself:
+# a fingerprint (SHA-256) and whether it is the development default. Readable by us only.
+SECRET_FILE_NAME=jwt-secret.sha256
+secret_fingerprint() { printf '%s' "$1" | sha256sum | cut -c1-64; }
+record_secret() {
+    mkdir -p "$RUN_DIR"
+    (
+        umask 077
+        printf '%s %s\n' "$(secret_fingerprint "$HERALD_JWT_SECRET")" \
+            "$([[ $HERALD_JWT_SECRET == "$DEV_JWT_SECRET" ]] && echo dev || echo custom)" >"$RUN_DIR/$SECRET_FILE_NAME"
+    )
+}
+
+# True when a service of the stack in $RUN_DIR runs (from either build profile).
+stack_running() {
+    local pidf
+    for pidf in "$RUN_DIR"/*.pid; do
+        [[ -e $pidf ]] || continue
+        pid_matches "$(read_pid "$pidf" || true)" "$REPO_ROOT/target/" && return 0
+    done
+    return 1
+}
+
+# The allowed browser origins, as the services compute them: the public origin, then the list.
+allowed_origins() {
+    local o out=$HERALD_PUBLIC_URL list
+    IFS=, read -r -a list <<<"$CORS_ALLOWED_ORIGINS"
+    for o in "${list[@]}"; do
+        o=${o//[[:space:]]/}
+        o=${o%/}
+        [[ -n $o && ",$out," != *",$o,"* ]] && out+=",$o"
+    done
+    echo "${out//,/, }"
+}
+
 # Starts every service and nginx from already-built binaries (target/$HERALD_PROFILE).
 start_stack() {
     stop_services
+    record_secret
     local entry words
     for entry in "${SERVICES[@]}"; do
         read -r -a words <<<"$entry"
@@ -623,6 +673,8 @@ cmd_up() {
 
 Herald is up.
   public URL (nginx):  $HERALD_PUBLIC_URL
+  allowed origins:     $(allowed_origins)
+                       (set CORS_ALLOWED_ORIGINS=http://localhost:3000,... for frontends elsewhere)
   api (direct):        http://$HERALD_API_ADDR
   logs:                $LOG_DIR/  (nginx: $NGINX_DIR/access.log, error.log)
   emails (.eml):       $RUN_DIR/mail/  (set SMTP_HOST to send through a real server)
@@ -642,8 +694,19 @@ EOF
 # e.g. --roles admin --scope publish --ttl-secs 600).
 cmd_token() {
     [[ $# -ge 1 ]] || die "usage: $0 token USER_ID [--roles a,b] [--scope publish] [--ttl-secs N]"
-    local sub=$1 bin
+    local sub=$1 bin recorded kind
     shift
+    # A token signed with another secret than the running stack's is refused by it with
+    # "token signature is invalid", which says nothing about why: refuse here, and say so.
+    if stack_running && [[ -f $RUN_DIR/$SECRET_FILE_NAME ]]; then
+        read -r recorded kind <"$RUN_DIR/$SECRET_FILE_NAME"
+        if [[ $recorded != "$(secret_fingerprint "$HERALD_JWT_SECRET")" ]]; then
+            local theirs="the development default secret" ours="the development default secret"
+            [[ $kind == custom ]] && theirs="the HERALD_JWT_SECRET exported when it was started (not the development default)"
+            [[ $HERALD_JWT_SECRET != "$DEV_JWT_SECRET" ]] && ours="another HERALD_JWT_SECRET"
+            die "the running stack (in $RUN_DIR) verifies tokens with $theirs, but this shell has $ours: a token from here would be refused (\"token signature is invalid\"). Export the stack's HERALD_JWT_SECRET and run this again."
+        fi
+    fi
     for bin in "$REPO_ROOT/target/release/herald-api" "$REPO_ROOT/target/debug/herald-api"; do
         if [[ -x $bin ]]; then
             HERALD_JWT_SECRET=$HERALD_JWT_SECRET "$bin" mint-token --sub "$sub" "$@"
@@ -736,27 +799,36 @@ cmd_test() {
 # dir) from the debug binaries `cargo test` just built, headless Chromium driven by
 # playwright-core, then the stack is stopped again.
 run_e2e() {
-    local e2e_dir="$RUN_DIR/e2e" db_url status=0
+    local e2e_dir="$RUN_DIR/e2e" db_url status=0 secret
     db_url="${DATABASE_URL%/*}/herald_e2e"
+    # A secret of its own (not the development default), so the checks can show that `token`
+    # refuses to sign with another one.
+    secret=e2e-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
     log "browser end-to-end tests (private stack on 127.0.0.1:18000)"
     (cd "$REPO_ROOT" && cargo build -p herald-api -p herald-gateway -p herald-worker -p herald-loadtest) || return 1
     local -a env=(
         HERALD_PROFILE=debug HERALD_RUN_DIR="$e2e_dir" HERALD_PUBLIC_URL=http://127.0.0.1:18000
         HERALD_API_ADDR=127.0.0.1:18001 HERALD_GATEWAY1_ADDR=127.0.0.1:18011
         HERALD_GATEWAY2_ADDR=127.0.0.1:18012 HERALD_WORKER_ADDR=127.0.0.1:18021
-        DATABASE_URL="$db_url" REDIS_PREFIX="e2e$$" RUST_LOG=warn
+        DATABASE_URL="$db_url" REDIS_PREFIX="e2e$$" RUST_LOG=warn HERALD_JWT_SECRET="$secret"
+        # The seeds' frontends, as web/tests/origins.test.mjs serves them (documented variable).
+        CORS_ALLOWED_ORIGINS=http://127.0.0.1:3000,http://127.0.0.1:3001
     )
     env "${env[@]}" "$0" _start || { env "${env[@]}" "$0" down; return 1; }
     # The operations kit's checks first, while every gateway is up (the tests below kill one).
-    HERALD_JWT_SECRET=$HERALD_JWT_SECRET "$REPO_ROOT/deploy/checks/ops.sh" || status=1
+    HERALD_JWT_SECRET=$secret "$REPO_ROOT/deploy/checks/ops.sh" || status=1
+    log "edge checks (JSON errors through nginx, token against the running stack)"
+    HERALD_JWT_SECRET=$secret HERALD_CHECK_URL=http://127.0.0.1:18000 HERALD_CHECK_RUN_DIR="$e2e_dir" \
+        "$REPO_ROOT/deploy/checks/edge.sh" || status=1
     HERALD_E2E_URL=http://127.0.0.1:18000 HERALD_E2E_RUN_DIR="$e2e_dir" \
         HERALD_E2E_GATEWAYS=127.0.0.1:18011,127.0.0.1:18012 \
-        node --test --test-concurrency=1 "$REPO_ROOT/web/tests/e2e.test.mjs" || status=1
+        node --test --test-concurrency=1 "$REPO_ROOT/web/tests/e2e.test.mjs" \
+        "$REPO_ROOT/web/tests/origins.test.mjs" || status=1
     # Last, on a restarted stack (the browser tests killed a gateway); its reconnect-storm
     # scenario kills one again.
     env "${env[@]}" "$0" _start >/dev/null || status=1
     log "herald-loadtest smoke (every load scenario, small: completes, loses nothing)"
-    "$REPO_ROOT/target/debug/herald-loadtest" --api http://127.0.0.1:18001 smoke --entry 127.0.0.1:18000 \
+    HERALD_JWT_SECRET=$secret "$REPO_ROOT/target/debug/herald-loadtest" --api http://127.0.0.1:18001 smoke --entry 127.0.0.1:18000 \
         --gateways 127.0.0.1:18011,127.0.0.1:18012 --run-dir "$e2e_dir" | grep -v '^RESULT ' || status=1
     env "${env[@]}" "$0" down >/dev/null
     return "$status"
@@ -808,9 +880,18 @@ Environment (defaults):
   HERALD_JWT_SECRET  a DEV-only default secret; set your own anywhere that matters
   HERALD_PUBLIC_URL  http://127.0.0.1:8000   (nginx listens on 127.0.0.1 at this URL's port)
   HERALD_API_ADDR    127.0.0.1:8001
+  CORS_ALLOWED_ORIGINS  (empty)               browser origins besides the public one that may
+                     use the api, WebSocket and Socket.IO, comma separated, e.g.
+                     CORS_ALLOWED_ORIGINS=http://localhost:3000,http://localhost:3001 $0 up
+  HERALD_MAX_BODY_BYTES  4194304              the api's body limit; nginx's follows it
+  HERALD_REQUEST_TIMEOUT_MS  10000            the api's request timeout; nginx waits 5 s longer
   HERALD_RUN_DIR     <repo>/.run             (pid files, logs/, nginx/)
   RUST_LOG           info (for the services)
   CI                 when set, cargo output has no colour
+
+Every other variable of docs/operations.md (HERALD_WS_*, SMTP_*, HERALD_DB_*, ...) that is set
+when this script runs reaches the services unchanged: they inherit its environment.
+'token' refuses to sign with a secret other than the running stack's (it would be refused).
 
 Postgres and Redis are only started when their URL points at this machine; otherwise they are
 only checked. The services 'up' runs are listed in SERVICES at the top of this script.
