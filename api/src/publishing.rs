@@ -14,6 +14,8 @@ use herald_core::wire::Notification;
 use serde::Serialize;
 use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering as AtomicOrdering};
+use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
@@ -259,23 +261,89 @@ impl Columns {
 const BATCH_MAX: usize = 128;
 /// Transactions being written at once (their position steps still take turns).
 const WRITERS: usize = 2;
+/// Kept between the end of a publish's own wait and the api's request timeout, so the caller,
+/// not the timeout layer, decides and a commit is never cut off by it.
+const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+
+/// How long after the acquire timeout a transaction that has a connection may take to begin
+/// its commit: a Postgres that answers nothing for longer is treated as unreachable (503).
+const WRITE_GRACE: Duration = Duration::from_millis(400);
+
+/// Where a queued notification stands. The caller and the writer move it on with
+/// compare-and-swap, so exactly one of "the caller gave up" and "the writer commits it" happens.
+mod stage {
+    /// In the queue, or in a transaction still waiting for a connection.
+    pub const WAITING: u8 = 0;
+    /// Written in an open transaction that has not started to commit.
+    pub const STARTED: u8 = 1;
+    /// Its transaction is committing: the caller waits for the outcome.
+    pub const COMMITTING: u8 = 2;
+    /// The caller gave up (timeout, or the client went away): it must not be stored.
+    pub const ABANDONED: u8 = 3;
+}
 
 struct Job {
     publisher: String,
     notification: NewNotification,
+    stage: Arc<AtomicU8>,
+    /// The latest moment a connection may still be found for it (arrival + acquire timeout).
+    acquire_by: Instant,
     reply: oneshot::Sender<Result<Created, ApiError>>,
 }
 
+impl Job {
+    fn advance(&self, from: u8, to: u8) -> bool {
+        self.stage
+            .compare_exchange(from, to, AtomicOrdering::SeqCst, AtomicOrdering::SeqCst)
+            .is_ok()
+    }
+}
+
+/// Gives the job up when the caller's future is dropped (the timeout layer, a client that went
+/// away) unless its transaction is already committing.
+struct GiveUp(Arc<AtomicU8>);
+
+impl GiveUp {
+    /// Abandons the job if it is still at `from`; true when it is now abandoned.
+    fn from(&self, from: u8) -> bool {
+        self.0
+            .compare_exchange(
+                from,
+                stage::ABANDONED,
+                AtomicOrdering::SeqCst,
+                AtomicOrdering::SeqCst,
+            )
+            .is_ok()
+    }
+}
+
+impl Drop for GiveUp {
+    fn drop(&mut self) {
+        let _ = self.from(stage::WAITING) || self.from(stage::STARTED);
+    }
+}
+
+/// How long a publish may wait for Postgres.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// For a connection (the pool's acquire timeout): past it, 503 and nothing stored.
+    pub acquire: Duration,
+    /// For the whole request (the api's request timeout).
+    pub request: Duration,
+}
+
 /// Stores notifications without an idempotency key in shared transactions (see the module
-/// docs). A request is answered only after the transaction holding it committed.
+/// docs). A request is answered only after the transaction holding it committed; a request
+/// answered 503 (or abandoned by its client) is never stored: see `docs/api.md`.
 #[derive(Clone)]
 pub struct Batcher {
     queue: mpsc::Sender<Job>,
+    deadlines: Deadlines,
 }
 
 impl Batcher {
     /// Starts the writer tasks on `pool`.
-    pub fn start(pool: PgPool) -> Self {
+    pub fn start(pool: PgPool, deadlines: Deadlines) -> Self {
         let (queue, rx) = mpsc::channel::<Job>(4 * BATCH_MAX);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..WRITERS {
@@ -293,66 +361,166 @@ impl Batcher {
                 }
             });
         }
-        Self { queue }
+        Self { queue, deadlines }
     }
 
-    /// Stores `n` for `publisher`; answers once it is committed.
+    /// Stores `n` for `publisher`; answers once it is committed. A 503 comes within the acquire
+    /// timeout when no connection is to be had, and means nothing was stored.
     pub async fn create(&self, publisher: &str, n: NewNotification) -> Result<Created, ApiError> {
-        let (reply, answer) = oneshot::channel();
+        let arrived = Instant::now();
+        let stage = Arc::new(AtomicU8::new(stage::WAITING));
+        let give_up = GiveUp(stage.clone());
+        let (reply, mut answer) = oneshot::channel();
         let job = Job {
             publisher: publisher.to_owned(),
             notification: n,
+            stage,
+            acquire_by: arrived + self.deadlines.acquire,
             reply,
         };
-        self.queue
-            .send(job)
-            .await
-            .map_err(|_| ApiError::Unavailable("database"))?;
-        answer
-            .await
-            .map_err(|_| ApiError::Unavailable("database"))?
+        let unavailable = || ApiError::Unavailable("database");
+        self.queue.send(job).await.map_err(|_| unavailable())?;
+        // A connection must be found within the acquire timeout, and the commit must begin
+        // before the request deadline; otherwise the caller gives up (503) and the job is never
+        // stored. Once its transaction is committing, the outcome decides the answer.
+        let phases = [
+            (stage::WAITING, arrived + self.deadlines.acquire),
+            (
+                stage::STARTED,
+                arrived
+                    + (self.deadlines.acquire + WRITE_GRACE)
+                        .min(self.deadlines.request.saturating_sub(ANSWER_MARGIN)),
+            ),
+        ];
+        for (stage, until) in phases {
+            match tokio::time::timeout_at(until.into(), &mut answer).await {
+                Ok(answered) => return answered.map_err(|_| unavailable())?,
+                Err(_) if give_up.from(stage) => return Err(unavailable()),
+                Err(_) => {}
+            }
+        }
+        answer.await.map_err(|_| unavailable())?
     }
 }
 
-/// Stores `jobs` in one transaction and answers each. If that fails, each is tried alone, so
-/// one notification Postgres refuses cannot fail the others.
-async fn write_batch(pool: &PgPool, jobs: Vec<Job>) {
-    let (work, replies): (Vec<_>, Vec<_>) = jobs
-        .into_iter()
-        .map(|j| ((j.publisher, j.notification), j.reply))
-        .unzip();
-    let items: Vec<(&str, &NewNotification)> = work.iter().map(|(p, n)| (p.as_str(), n)).collect();
-    match store_committed(pool, &items).await {
-        Ok(created) => {
-            for (reply, c) in replies.into_iter().zip(created) {
-                let _ = reply.send(Ok(c));
-            }
-        }
-        Err(e) if replies.len() == 1 => {
-            if let Some(reply) = replies.into_iter().next() {
-                let _ = reply.send(Err(ApiError::from(e)));
-            }
+/// Stores `jobs` in one transaction and answers each. Jobs whose callers gave up are left out.
+/// If the database is unreachable, every job is answered 503 at once; if Postgres refused the
+/// batch for another reason, each is tried alone, so one notification Postgres refuses cannot
+/// fail the others.
+async fn write_batch(pool: &PgPool, mut jobs: Vec<Job>) {
+    jobs.retain(|j| j.stage.load(AtomicOrdering::SeqCst) != stage::ABANDONED);
+    let Some(acquire_by) = jobs.iter().map(|j| j.acquire_by).max() else {
+        return;
+    };
+    let mut conn = match tokio::time::timeout_at(acquire_by.into(), pool.acquire()).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => return answer_all(jobs, || failure(&e)),
+        Err(_) => return answer_all(jobs, || ApiError::Unavailable("database")),
+    };
+    // Taken: a caller still waiting now waits for the commit (until its request deadline).
+    jobs.retain(|j| j.advance(stage::WAITING, stage::STARTED));
+    match store_batch(pool, &mut conn, &mut jobs).await {
+        Ok(()) => {}
+        Err(e) if crate::error::database_unreachable(&e) || jobs.len() == 1 => {
+            answer_all(jobs, || failure(&e));
         }
         Err(e) => {
-            tracing::debug!(cause = %e, jobs = items.len(), "a batch failed; storing each alone");
-            for (reply, item) in replies.into_iter().zip(items) {
-                let alone = store_committed(pool, &[item]).await.map(|mut c| c.pop());
-                let _ = reply.send(match alone {
-                    Ok(Some(c)) => Ok(c),
-                    Ok(None) => Err(ApiError::Internal(anyhow::anyhow!("stored nothing"))),
-                    Err(e) => Err(ApiError::from(e)),
-                });
+            tracing::debug!(cause = %e, jobs = jobs.len(), "a batch failed; storing each alone");
+            for job in jobs {
+                let mut alone = vec![job];
+                if let Err(e) = store_batch(pool, &mut conn, &mut alone).await {
+                    answer_all(alone, || failure(&e));
+                }
             }
         }
     }
 }
 
-async fn store_committed(
-    pool: &PgPool,
-    items: &[(&str, &NewNotification)],
-) -> Result<Vec<Created>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let created = store(&mut tx, items).await?;
-    tx.commit().await?;
-    Ok(created)
+/// The answer for a job Postgres did not store: 503 when it is unreachable, else a 500.
+fn failure(e: &sqlx::Error) -> ApiError {
+    if crate::error::database_unreachable(e) {
+        ApiError::Unavailable("database")
+    } else {
+        ApiError::Internal(anyhow::anyhow!("storing a notification failed: {e}"))
+    }
 }
+
+fn answer_all(jobs: Vec<Job>, err: impl Fn() -> ApiError) {
+    for job in jobs {
+        let _ = job.reply.send(Err(err()));
+    }
+}
+
+/// Writes `jobs` (all STARTED) in one transaction on `conn` and commits it, answering each. Jobs
+/// whose callers gave up in the meantime are dropped before the commit: the transaction is then
+/// rolled back and written again without them. On error nothing is answered and `jobs` is
+/// unchanged (the caller decides); abandoned jobs are removed from it.
+async fn store_batch(
+    pool: &PgPool,
+    conn: &mut PgConnection,
+    jobs: &mut Vec<Job>,
+) -> Result<(), sqlx::Error> {
+    loop {
+        jobs.retain(|j| j.stage.load(AtomicOrdering::SeqCst) != stage::ABANDONED);
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let items: Vec<(&str, &NewNotification)> = jobs
+            .iter()
+            .map(|j| (j.publisher.as_str(), &j.notification))
+            .collect();
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let created = store(&mut tx, &items).await?;
+        // The point of no return: each caller still there is told to wait for the commit.
+        let all_there = jobs
+            .iter()
+            .all(|j| j.advance(stage::STARTED, stage::COMMITTING));
+        if !all_there {
+            // Someone gave up after its rows were written: write the batch again without it.
+            // Those already moved to COMMITTING go back to STARTED for the next round.
+            for j in jobs.iter() {
+                j.advance(stage::COMMITTING, stage::STARTED);
+            }
+            tx.rollback().await?;
+            continue;
+        }
+        if let Err(e) = tx.commit().await {
+            // The commit may have reached Postgres before the connection broke: find out,
+            // rather than answer 503 for something stored.
+            let ids: Vec<Uuid> = created.iter().map(|c| c.id).collect();
+            if !committed_after_all(pool, &ids).await {
+                return Err(e);
+            }
+        }
+        for (job, c) in std::mem::take(jobs).into_iter().zip(created) {
+            let _ = job.reply.send(Ok(c));
+        }
+        return Ok(());
+    }
+}
+
+/// After a failed COMMIT: are these notifications stored? Asked on another connection for up to
+/// [`VERIFY_FOR`]; `false` when they are not, or when Postgres could not be asked (then the
+/// outcome is unknown and logged: a publisher that must not duplicate uses an idempotency key).
+async fn committed_after_all(pool: &PgPool, ids: &[Uuid]) -> bool {
+    let deadline = Instant::now() + VERIFY_FOR;
+    while Instant::now() < deadline {
+        let found: Result<i64, _> =
+            sqlx::query_scalar("SELECT count(*) FROM notifications WHERE id = ANY($1)")
+                .bind(ids)
+                .fetch_one(pool)
+                .await;
+        match found {
+            Ok(n) => return n > 0,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    tracing::error!(
+        notifications = ids.len(),
+        "a COMMIT failed and Postgres could not be asked whether it took effect: answered 503"
+    );
+    false
+}
+
+/// How long [`committed_after_all`] keeps asking.
+const VERIFY_FOR: Duration = Duration::from_secs(3);

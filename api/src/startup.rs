@@ -7,7 +7,7 @@ use crate::cors;
 use crate::error::ApiError;
 use crate::fanout::{self, Bus, ChangeQueue};
 use crate::metrics::Metrics;
-use crate::publishing::Batcher;
+use crate::publishing::{Batcher, Deadlines};
 use crate::routes;
 use anyhow::Context as _;
 use axum::Router;
@@ -97,7 +97,13 @@ impl App {
         let metrics = Metrics::new();
         let changes = ChangeQueue::start(bus.clone(), metrics.clone());
         let state = Arc::new(Shared {
-            batcher: Batcher::start(pool.clone()),
+            batcher: Batcher::start(
+                pool.clone(),
+                Deadlines {
+                    acquire: config.db_acquire_timeout(),
+                    request: config.request_timeout(),
+                },
+            ),
             pool,
             bus,
             changes,

@@ -99,3 +99,167 @@ async fn redis_outage_still_commits_and_publishes_once_redis_is_back() {
     );
     sub.close().await;
 }
+
+/// Publishes at `rate` per second for `count` requests; each result is (title, status, how long
+/// the answer took). An idempotency key is sent when `keyed`.
+async fn publish_paced(
+    app: &TestApp,
+    count: usize,
+    rate: u64,
+) -> Vec<(String, StatusCode, Duration)> {
+    let publisher = publisher_token();
+    let mut tick = tokio::time::interval(Duration::from_millis(1000 / rate));
+    let mut sent = Vec::new();
+    for i in 0..count {
+        tick.tick().await;
+        let (http, url, publisher) = (
+            app.http.clone(),
+            app.url("/api/notifications"),
+            publisher.clone(),
+        );
+        let title = format!("paced-{i}");
+        sent.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let status = http
+                .post(url)
+                .bearer_auth(publisher)
+                .json(&json!({"recipients": ["alice"], "type": "t", "title": title, "message": ""}))
+                .send()
+                .await
+                .map(|r| r.status())
+                .unwrap_or(StatusCode::BAD_GATEWAY);
+            (title, status, started.elapsed())
+        }));
+    }
+    let mut results = Vec::new();
+    for s in sent {
+        results.push(s.await.unwrap());
+    }
+    results
+}
+
+#[tokio::test]
+async fn a_publish_answered_503_during_a_stall_is_never_stored_and_every_201_is_delivered() {
+    let proxy = Proxy::start(address_of(&database_url())).await;
+    let db = fresh_database().await;
+    let mut config = test_config(&with_address(&db, proxy.addr), &redis_url());
+    config.db_acquire_timeout_ms = 1_000;
+    let app = spawn_with(config).await;
+    let mut sub = subscribe(&[app.user_channel("alice")]).await;
+
+    // 20 publishes a second for 5 s; Postgres stops answering from 1 s to 3.5 s (connections
+    // stay open, nothing moves: statements in flight hang, as with a lost route).
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        proxy.stall();
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        proxy.restore();
+    };
+    let (results, ()) = tokio::join!(publish_paced(&app, 100, 20), outage);
+    let ok: Vec<&str> = results
+        .iter()
+        .filter(|r| r.1 == StatusCode::CREATED)
+        .map(|r| r.0.as_str())
+        .collect();
+    let refused: Vec<&(String, StatusCode, Duration)> = results
+        .iter()
+        .filter(|r| r.1 == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert_eq!(
+        ok.len() + refused.len(),
+        100,
+        "only 201 and 503: {results:?}"
+    );
+    assert!(
+        refused.len() >= 20,
+        "the outage was seen: {} refused",
+        refused.len()
+    );
+    assert!(
+        ok.len() >= 20,
+        "publishing worked around it: {} stored",
+        ok.len()
+    );
+    for (title, _, took) in &refused {
+        assert!(
+            *took <= Duration::from_millis(1_500),
+            "{title}: 503 after {took:?}, more than the acquire timeout (1 s) + 500 ms"
+        );
+    }
+
+    // Postgres holds exactly the 201s.
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    let mut stored: Vec<String> = sqlx::query_scalar("SELECT title FROM notifications")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    stored.sort();
+    let mut expected: Vec<String> = ok.iter().map(|t| t.to_string()).collect();
+    expected.sort();
+    assert_eq!(stored, expected, "stored = answered 201, nothing else");
+
+    // Every 201 is delivered, and only those (the relay publishes from Postgres).
+    let mut delivered = Vec::new();
+    while delivered.len() < ok.len() {
+        let (_, frame) = sub.next().await;
+        if let Some(title) = frame["notification"]["title"].as_str() {
+            delivered.push(title.to_owned());
+        }
+    }
+    delivered.sort();
+    assert_eq!(delivered, expected);
+
+    // A retry with the same idempotency key after an outage creates exactly one notification.
+    let keyed = json!({"recipients": ["alice"], "type": "t", "title": "keyed", "message": "",
+                       "idempotency_key": "retry-after-503"});
+    proxy.cut();
+    let down = app
+        .call(
+            Method::POST,
+            "/api/notifications",
+            Some(&publisher_token()),
+            Some(&keyed),
+        )
+        .await;
+    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE);
+    proxy.restore();
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let mut a = app
+            .call(
+                Method::POST,
+                "/api/notifications",
+                Some(&publisher_token()),
+                Some(&keyed),
+            )
+            .await;
+        for _ in 0..50 {
+            if a.status != StatusCode::SERVICE_UNAVAILABLE {
+                break;
+            }
+            // The pool reconnects on its own; retry as a publisher would.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            a = app
+                .call(
+                    Method::POST,
+                    "/api/notifications",
+                    Some(&publisher_token()),
+                    Some(&keyed),
+                )
+                .await;
+        }
+        assert_eq!(a.status, StatusCode::CREATED);
+        answers.push(a.body["id"].clone());
+    }
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "one answer: {answers:?}"
+    );
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications WHERE title = 'keyed'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    pool.close().await;
+    sub.close().await;
+}

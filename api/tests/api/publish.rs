@@ -4,6 +4,7 @@
 use crate::helpers::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use std::time::Duration;
 
 #[tokio::test]
 async fn a_personal_notification_is_stored_and_published_on_the_users_channel() {
@@ -209,7 +210,13 @@ fn personal(user: &str, title: &str) -> herald_api::domain::NewNotification {
 async fn notifications_stored_together_do_not_fail_with_one_postgres_refuses() {
     let app = spawn_app().await;
     let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
-    let batcher = herald_api::publishing::Batcher::start(pool.clone());
+    let batcher = herald_api::publishing::Batcher::start(
+        pool.clone(),
+        herald_api::publishing::Deadlines {
+            acquire: Duration::from_secs(2),
+            request: Duration::from_secs(10),
+        },
+    );
     // All eleven are queued before a writer runs (one thread, one poll of join_all), so they go
     // to Postgres as one batch; the NUL (which the HTTP layer refuses) makes that batch fail.
     let answers = futures::future::join_all((0..11).map(|i| {
