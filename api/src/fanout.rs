@@ -36,6 +36,13 @@ pub fn redis_client(url: &str, timeout: Duration) -> anyhow::Result<Client> {
         .with_connection_config(|c| {
             c.connection_timeout = timeout;
             c.internal_command_timeout = timeout;
+            // A connection that stalls without closing (a proxy, a NAT, a paused VM) keeps
+            // reporting "connected"; a command unanswered for 3 × timeout makes fred replace it,
+            // so the relay's retries reach Redis again.
+            c.unresponsive = fred::types::config::UnresponsiveConfig {
+                max_timeout: Some(timeout * 3),
+                interval: timeout / 2,
+            };
         })
         .with_performance_config(|p| {
             p.default_command_timeout = timeout;
@@ -220,6 +227,14 @@ async fn publish_until_accepted(state: &AppState, item: RelayRow) {
     while let Err(err) = state.bus.publish(&channels, &frame).await {
         state.metrics.redis_publish_errors.inc();
         tracing::warn!(cause = %err, "relay could not publish; retrying");
+        // Unanswered although "connected": the connection may have stalled without closing,
+        // and fred's own unresponsive check skips pub/sub commands. Start a fresh one.
+        if *err.kind() == fred::error::ErrorKind::Timeout && state.bus.client.is_connected() {
+            state.metrics.redis_stalls.inc();
+            if let Err(e) = state.bus.client.force_reconnection().await {
+                tracing::warn!(cause = %e, "forcing the Redis connection to reconnect failed");
+            }
+        }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }

@@ -13,6 +13,7 @@ pub struct Metrics {
     pub notifications_created: IntCounterVec,
     pub events_published: IntCounter,
     pub redis_publish_errors: IntCounter,
+    pub redis_stalls: IntCounter,
     pub relay_published: IntCounter,
     pub relay_position: IntGauge,
     pub changes_dropped: IntCounter,
@@ -51,6 +52,10 @@ impl Metrics {
             "herald_api_redis_publish_errors_total",
             "Failed attempts to publish to Redis (each is retried or reported).",
         );
+        let redis_stalls = counter(
+            "herald_api_redis_stalls_total",
+            "Times a Redis publish went unanswered on a connection that said it was up, and the connection was replaced.",
+        );
         let relay_published = counter(
             "herald_api_relay_published_total",
             "Notifications the relay has published to Redis.",
@@ -70,6 +75,7 @@ impl Metrics {
             Box::new(notifications_created.clone()),
             Box::new(events_published.clone()),
             Box::new(redis_publish_errors.clone()),
+            Box::new(redis_stalls.clone()),
             Box::new(relay_published.clone()),
             Box::new(relay_position.clone()),
             Box::new(changes_dropped.clone()),
@@ -82,6 +88,7 @@ impl Metrics {
             notifications_created,
             events_published,
             redis_publish_errors,
+            redis_stalls,
             relay_published,
             relay_position,
             changes_dropped,

@@ -99,3 +99,118 @@ pub fn token(
         &TokenClaims::new(sub, roles.iter().copied(), scope, ttl_secs),
     )
 }
+
+/// A TCP proxy in front of a real dependency (Postgres, Redis), for the fault tests of every
+/// service. `cut()` drops every connection and refuses new ones (the server died); `stall()`
+/// keeps every connection open and forwards nothing, new ones included, until `restore()` (a
+/// hung server); `freeze_existing()` stalls the connections open now, for good, while new ones
+/// flow (a half-dead connection behind a NAT or a proxy: only a timeout or a probe notices it).
+pub struct Proxy {
+    pub addr: SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    flowing: tokio::sync::watch::Sender<bool>,
+    live: std::sync::Arc<std::sync::Mutex<Vec<ProxiedConnection>>>,
+    accept: tokio::task::AbortHandle,
+}
+
+struct ProxiedConnection {
+    task: tokio::task::AbortHandle,
+    frozen: tokio::sync::watch::Sender<bool>,
+}
+
+/// Copies `from` → `to` while the proxy flows and this connection is not frozen.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut flowing: tokio::sync::watch::Receiver<bool>,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if flowing.wait_for(|f| *f).await.is_err()
+            || frozen.wait_for(|f| !*f).await.is_err()
+            || to.write_all(&buf[..n]).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+impl Proxy {
+    pub async fn start(target: String) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (flowing, _) = tokio::sync::watch::channel(true);
+        let live: std::sync::Arc<std::sync::Mutex<Vec<ProxiedConnection>>> = Default::default();
+        let (o, l, f) = (open.clone(), live.clone(), flowing.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                if !o.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let (frozen, frozen_rx) = tokio::sync::watch::channel(false);
+                let (target, flow) = (target.clone(), f.subscribe());
+                let task = tokio::spawn(async move {
+                    if let Ok(outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let (ir, iw) = inbound.into_split();
+                        let (or, ow) = outbound.into_split();
+                        tokio::join!(
+                            pump(ir, ow, flow.clone(), frozen_rx.clone()),
+                            pump(or, iw, flow, frozen_rx)
+                        );
+                    }
+                });
+                l.lock().unwrap().push(ProxiedConnection {
+                    task: task.abort_handle(),
+                    frozen,
+                });
+            }
+        })
+        .abort_handle();
+        Proxy {
+            addr,
+            open,
+            flowing,
+            live,
+            accept,
+        }
+    }
+
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.live.lock().unwrap().drain(..) {
+            c.task.abort();
+        }
+    }
+
+    pub fn stall(&self) {
+        self.flowing.send_replace(false);
+    }
+
+    /// Stalls every connection open now, for good; the next ones flow.
+    pub fn freeze_existing(&self) {
+        for c in self.live.lock().unwrap().iter() {
+            c.frozen.send_replace(true);
+        }
+    }
+
+    pub fn restore(&self) {
+        self.flowing.send_replace(true);
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}

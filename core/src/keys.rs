@@ -45,6 +45,12 @@ impl Keys {
         format!("{}:broadcast", self.prefix)
     }
 
+    /// A gateway's own channel for its bus-liveness probes (it publishes there and expects each
+    /// probe back through its subscriber).
+    pub fn probe_channel(&self, node: &str) -> String {
+        format!("{}:probe:{node}", self.prefix)
+    }
+
     pub fn presence_nodes(&self) -> String {
         format!("{}:presence:nodes", self.prefix)
     }

@@ -23,6 +23,7 @@ pub mod defaults {
     pub const REPLAY_MAX: usize = 1_000;
     pub const DRAIN_SECS: u64 = 10;
     pub const PRESENCE_INTERVAL_SECS: u64 = 10;
+    pub const BUS_STALL_SECS: u64 = 3;
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -105,6 +106,12 @@ pub struct Config {
     #[arg(long, env = "HERALD_DRAIN_SECS", default_value_t = defaults::DRAIN_SECS)]
     pub drain_secs: u64,
 
+    /// Seconds without a bus probe coming back (one is published every second) after which the
+    /// Redis subscription counts as stalled: /readyz 503, a fresh connection, clients told to
+    /// refetch. At least 2.
+    #[arg(long, env = "HERALD_BUS_STALL_SECS", default_value_t = defaults::BUS_STALL_SECS)]
+    pub bus_stall_secs: u64,
+
     /// Seconds between presence reports to Redis.
     #[arg(long, env = "HERALD_PRESENCE_INTERVAL_SECS", default_value_t = defaults::PRESENCE_INTERVAL_SECS)]
     pub presence_interval_secs: u64,
@@ -133,6 +140,7 @@ impl Config {
             replay_max: defaults::REPLAY_MAX,
             drain_secs: defaults::DRAIN_SECS,
             presence_interval_secs: defaults::PRESENCE_INTERVAL_SECS,
+            bus_stall_secs: defaults::BUS_STALL_SECS,
         }
     }
 

@@ -4,7 +4,13 @@
 //! - the subscription task turns the hub's dirty channels into batched SUBSCRIBE/UNSUBSCRIBE;
 //! - the reconnect task restores every subscription after Redis comes back and tells clients to
 //!   refetch, since messages published meanwhile were missed (as it does when the receive buffer
-//!   overflows).
+//!   overflows);
+//! - the probe task proves the subscription is alive end to end: it publishes a probe on this
+//!   node's own channel every second and expects it back through the subscriber. A connection
+//!   can stall without closing (a proxy, a NAT, a paused VM) and fred then still reports
+//!   "connected"; when no probe has come back for the stall bound, the node is not ready, the
+//!   subscriber is forced onto a fresh connection, and the restore task resubscribes and tells
+//!   every client to refetch, exactly as after a disconnect.
 
 use crate::hub::{Delivery, Hub};
 use crate::metrics::Metrics;
@@ -16,13 +22,62 @@ use fred::types::Message;
 use herald_core::wire::ServerMessage;
 use serde::Deserialize;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::time::Instant;
 
 /// Channels per SUBSCRIBE / UNSUBSCRIBE command.
 const CHUNK: usize = 1_000;
 /// Messages taken from the receive buffer at once at most.
 const RECEIVE_BATCH: usize = 256;
+
+/// How often the probe task publishes a probe.
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Whether the subscription is known to work end to end (see the module docs).
+pub struct BusHealth {
+    channel: String,
+    epoch: Instant,
+    /// When a probe last came back, in ms since `epoch`.
+    heard_ms: AtomicU64,
+    stalled: AtomicBool,
+    stall_after: Duration,
+}
+
+impl BusHealth {
+    pub fn new(channel: String, stall_after: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            channel,
+            epoch: Instant::now(),
+            heard_ms: AtomicU64::new(0),
+            stalled: AtomicBool::new(false),
+            stall_after,
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// A probe came back (or probing starts): the subscription works.
+    fn heard(&self) {
+        self.heard_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.stalled.store(false, Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(self.heard_ms.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// True from a detected stall until a probe comes back.
+    pub fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+    }
+}
 
 /// A subscriber with a large receive buffer, reconnecting forever; connects in the background.
 pub fn subscriber(url: &str) -> anyhow::Result<SubscriberClient> {
@@ -39,13 +94,20 @@ pub fn subscriber(url: &str) -> anyhow::Result<SubscriberClient> {
     Ok(client)
 }
 
-/// A plain client for presence reports.
+/// A plain client for presence reports and probes. A command unanswered for 3 s makes fred
+/// replace the connection (a stalled connection would otherwise stay "connected" for good).
 pub fn client(url: &str) -> anyhow::Result<Client> {
     let mut config = fred::prelude::Config::from_url(url)?;
     config.fail_fast = false;
     let client = Builder::from_config(config)
         .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(2))
-        .with_connection_config(|c| c.connection_timeout = Duration::from_secs(2))
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_secs(2);
+            c.unresponsive = fred::types::config::UnresponsiveConfig {
+                max_timeout: Some(Duration::from_secs(3)),
+                interval: Duration::from_millis(500),
+            };
+        })
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
         .build()?;
     Ok(client)
@@ -93,11 +155,15 @@ fn refetch(reason: &str) -> Delivery {
 /// Hands received messages to the hub in arrival order, one run per stretch of consecutive
 /// messages on the same channel (reordering across channels could make a connection that hears
 /// several of them drop a notification as already seen).
-fn deliver_pending(hub: &Hub, metrics: &Metrics, pending: &mut Vec<Message>) {
+fn deliver_pending(hub: &Hub, metrics: &Metrics, health: &BusHealth, pending: &mut Vec<Message>) {
     metrics.redis_messages.inc_by(pending.len() as u64);
     let mut run: Vec<Delivery> = Vec::new();
     let mut drained = pending.drain(..).peekable();
     while let Some(msg) = drained.next() {
+        if msg.channel == health.channel.as_str() {
+            health.heard();
+            continue;
+        }
         if let Some(bytes) = msg.value.into_bytes() {
             run.push(delivery(bytes, metrics));
         }
@@ -115,17 +181,20 @@ fn deliver_pending(hub: &Hub, metrics: &Metrics, pending: &mut Vec<Message>) {
     }
 }
 
-/// Starts the three tasks; they run until the client quits.
+/// Starts the four tasks; they run until the client quits. Probes are published with
+/// `publisher` (another connection).
 pub fn start(
     sub: SubscriberClient,
+    publisher: Client,
     hub: Arc<Hub>,
     metrics: Metrics,
+    health: Arc<BusHealth>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut messages = sub.message_rx();
     let mut reconnects = sub.reconnect_rx();
     let _connection = sub.connect();
 
-    let (h, m) = (hub.clone(), metrics.clone());
+    let (h, m, health_r) = (hub.clone(), metrics.clone(), health.clone());
     let receive = tokio::spawn(async move {
         let mut pending: Vec<Message> = Vec::with_capacity(RECEIVE_BATCH);
         loop {
@@ -149,7 +218,7 @@ pub fn start(
                 Err(RecvError::Lagged(n)) => Some(n),
                 Err(RecvError::Closed) => break,
             };
-            deliver_pending(&h, &m, &mut pending);
+            deliver_pending(&h, &m, &health_r, &mut pending);
             if let Some(n) = lagged {
                 tracing::warn!(
                     missed = n,
@@ -185,12 +254,13 @@ pub fn start(
         }
     });
 
-    let (h, s, m) = (hub, sub, metrics);
+    let (h, s, m, probe_channel) = (hub, sub.clone(), metrics.clone(), health.channel.clone());
     let restore = tokio::spawn(async move {
         let mut first = true;
         // Lagged only means several reconnects were reported at once: restore once for them.
         while let Ok(_) | Err(RecvError::Lagged(_)) = reconnects.recv().await {
-            let channels = h.subscribed_channels();
+            let mut channels = h.subscribed_channels();
+            channels.push(probe_channel.clone());
             for chunk in channels.chunks(CHUNK) {
                 if let Err(e) = s.subscribe(chunk.to_vec()).await {
                     tracing::warn!(cause = %e, "re-SUBSCRIBE failed");
@@ -207,7 +277,56 @@ pub fn start(
             first = false;
         }
     });
-    vec![receive, subscriptions, restore]
+    let probe = tokio::spawn(probe(sub, publisher, metrics, health));
+    vec![receive, subscriptions, restore, probe]
+}
+
+/// Publishes a probe every [`PROBE_EVERY`] and declares a stall when none has come back for
+/// the stall bound while the subscriber says it is connected (a Redis that is down closes the
+/// connection: that is the reconnect logic's business, not a stall).
+async fn probe(sub: SubscriberClient, publisher: Client, metrics: Metrics, health: Arc<BusHealth>) {
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut subscribed = false;
+    loop {
+        tick.tick().await;
+        if !subscribed {
+            subscribed = sub.subscribe(health.channel.clone()).await.is_ok();
+            // Counted from the moment the probe channel is live.
+            health.heard();
+            continue;
+        }
+        // Its failure is not checked: if the publishing connection stalled too, no probe comes
+        // back either, and fred replaces that connection itself (`unresponsive`, below).
+        let _ = tokio::time::timeout(
+            PROBE_EVERY,
+            publisher.publish::<i64, _, _>(health.channel.as_str(), "probe"),
+        )
+        .await;
+        if !sub.is_connected() {
+            // Disconnected, not stalled: the reconnect policy and the restore task handle it.
+            health.heard();
+            continue;
+        }
+        let silent = health.silent_for();
+        if silent < health.stall_after {
+            continue;
+        }
+        if !health.stalled.swap(true, Ordering::Relaxed) {
+            metrics.redis_stalls.inc();
+            tracing::warn!(
+                silent_ms = silent.as_millis() as u64,
+                "the Redis subscription stalled (probes not coming back): reconnecting"
+            );
+        }
+        // Either connection may be the stalled one: both start afresh (again after another
+        // stall bound, if probes still do not come back).
+        health.heard_ms.store(health.now_ms(), Ordering::Relaxed);
+        let (a, b) = tokio::join!(sub.force_reconnection(), publisher.force_reconnection());
+        if let Err(e) = a.and(b) {
+            tracing::warn!(cause = %e, "forcing the Redis connections to reconnect failed");
+        }
+    }
 }
 
 #[cfg(test)]

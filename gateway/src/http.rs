@@ -103,7 +103,7 @@ pub async fn handle(
         WS_PATH => upgrade(&mut req, &app),
         "/healthz" => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
         "/readyz" => {
-            let redis = app.subscriber.is_connected();
+            let redis = app.subscriber.is_connected() && !app.bus.stalled();
             let draining = app.draining.load(Ordering::SeqCst);
             let status = if redis && !draining {
                 StatusCode::OK

@@ -13,6 +13,7 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     pub handshake_refusals: IntCounterVec,
     pub redis_reconnects: IntCounter,
+    pub redis_stalls: IntCounter,
     pub redis_messages: IntCounter,
     pub latency: Histogram,
 }
@@ -50,6 +51,10 @@ impl Metrics {
             "herald_gateway_redis_reconnects_total",
             "Times the Redis subscription was re-established.",
         );
+        let redis_stalls = counter(
+            "herald_gateway_redis_stalls_total",
+            "Times the Redis subscription was found stalled (probes not coming back) and rebuilt.",
+        );
         let redis_messages = counter(
             "herald_gateway_redis_messages_total",
             "Messages received from Redis.",
@@ -72,6 +77,7 @@ impl Metrics {
             Box::new(auth_failures.clone()),
             Box::new(handshake_refusals.clone()),
             Box::new(redis_reconnects.clone()),
+            Box::new(redis_stalls.clone()),
             Box::new(redis_messages.clone()),
             Box::new(latency.clone()),
         ]);
@@ -84,6 +90,7 @@ impl Metrics {
             auth_failures,
             handshake_refusals,
             redis_reconnects,
+            redis_stalls,
             redis_messages,
             latency,
         }

@@ -33,6 +33,8 @@ use tower_layer::Layer as _;
 pub struct Shared {
     pub ctx: Arc<Context>,
     pub subscriber: SubscriberClient,
+    /// Whether the subscription works end to end (probes come back).
+    pub bus: Arc<fanout::BusHealth>,
     pub draining: Arc<AtomicBool>,
     pub origins: AllowedOrigins,
     /// When each refused origin was last logged.
@@ -106,6 +108,7 @@ impl Gateway {
         let metrics = Metrics::new();
         let hub = Hub::new(config.max_connections_per_user, config.max_connections);
         let keys = Keys::new(config.redis_prefix.clone());
+        let probe_channel = keys.probe_channel(&node);
         let draining = Arc::new(AtomicBool::new(false));
         let (socketio_layer, io) = SocketIo::builder()
             .max_payload(config.max_polling_bytes)
@@ -136,14 +139,25 @@ impl Gateway {
             replay_max: config.replay_max,
         });
         let subscriber = fanout::subscriber(config.redis_url.expose()).context("REDIS_URL")?;
-        fanout::start(subscriber.clone(), hub, metrics);
         let presence_client = fanout::client(config.redis_url.expose())?;
         let _presence_connection = presence_client.connect();
+        let bus = fanout::BusHealth::new(
+            probe_channel,
+            Duration::from_secs(config.bus_stall_secs.max(2)),
+        );
+        fanout::start(
+            subscriber.clone(),
+            presence_client.clone(),
+            hub,
+            metrics,
+            bus.clone(),
+        );
         Ok(Self {
             listener,
             shared: Arc::new(Shared {
                 ctx,
                 subscriber,
+                bus,
                 draining,
                 origins: config.origins()?,
                 refused_origins: Mutex::new(HashMap::new()),

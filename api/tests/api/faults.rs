@@ -263,3 +263,30 @@ async fn a_publish_answered_503_during_a_stall_is_never_stored_and_every_201_is_
     pool.close().await;
     sub.close().await;
 }
+
+#[tokio::test]
+async fn a_stalled_redis_connection_is_replaced_and_the_relay_publishes_what_committed() {
+    let proxy = Proxy::start(address_of(&redis_url())).await;
+    let db = fresh_database().await;
+    let app = spawn_with(test_config(&db, &with_address(&redis_url(), proxy.addr))).await;
+    // A subscriber straight on Redis, past the proxy.
+    let mut sub = subscribe(&[app.user_channel("alice")]).await;
+    app.notify("alice", "before").await;
+    assert_eq!(sub.next().await.1["notification"]["title"], "before");
+
+    // The api's connection stops forwarding without closing: fred still says "connected".
+    proxy.freeze_existing();
+    let created = app.notify("alice", "during the stall").await;
+    let started = Instant::now();
+    let (_, frame) = sub.next().await;
+    assert_eq!(
+        frame["notification"]["id"], created["id"],
+        "published on a fresh connection"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the stalled connection was replaced within 3 command timeouts: {:?}",
+        started.elapsed()
+    );
+    sub.close().await;
+}

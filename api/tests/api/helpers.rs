@@ -8,15 +8,11 @@ use herald_api::config::Config;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::AbortHandle;
 
 pub const SECRET: &str = "test-secret-for-integration-tests";
 
-pub use herald_api::testing::{database_url, fresh_database, redis_url};
+pub use herald_api::testing::{Proxy, database_url, fresh_database, redis_url};
 
 /// Replaces host:port of a URL (for routing a dependency through a [`Proxy`]).
 pub fn with_address(url: &str, addr: SocketAddr) -> String {
@@ -241,97 +237,5 @@ impl Subscription {
 
     pub async fn close(self) {
         let _ = self.client.quit().await;
-    }
-}
-
-/// A TCP proxy in front of a real dependency; `cut()` drops every connection and refuses new
-/// ones (as if the server died), `stall()` keeps every connection open but forwards nothing
-/// (a hung server, a lost route), `restore()` lets bytes through again.
-pub struct Proxy {
-    pub addr: SocketAddr,
-    open: Arc<AtomicBool>,
-    flowing: tokio::sync::watch::Sender<bool>,
-    live: Arc<Mutex<Vec<AbortHandle>>>,
-    accept: AbortHandle,
-}
-
-/// Copies `from` → `to` while `flowing` is true; holds bytes while it is false.
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut flowing: tokio::sync::watch::Receiver<bool>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        if flowing.wait_for(|f| *f).await.is_err() {
-            return;
-        }
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        if flowing.wait_for(|f| *f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-}
-
-impl Proxy {
-    pub async fn start(target: String) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let open = Arc::new(AtomicBool::new(true));
-        let (flowing, _) = tokio::sync::watch::channel(true);
-        let live: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-        let (o, l, f) = (open.clone(), live.clone(), flowing.clone());
-        let accept = tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                if !o.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let (target, flow) = (target.clone(), f.subscribe());
-                let task = tokio::spawn(async move {
-                    if let Ok(outbound) = TcpStream::connect(&target).await {
-                        let (ir, iw) = inbound.into_split();
-                        let (or, ow) = outbound.into_split();
-                        tokio::join!(pump(ir, ow, flow.clone()), pump(or, iw, flow));
-                    }
-                });
-                l.lock().unwrap().push(task.abort_handle());
-            }
-        })
-        .abort_handle();
-        Proxy {
-            addr,
-            open,
-            flowing,
-            live,
-            accept,
-        }
-    }
-
-    pub fn cut(&self) {
-        self.open.store(false, Ordering::SeqCst);
-        for task in self.live.lock().unwrap().drain(..) {
-            task.abort();
-        }
-    }
-
-    pub fn stall(&self) {
-        self.flowing.send_replace(false);
-    }
-
-    pub fn restore(&self) {
-        self.flowing.send_replace(true);
-        self.open.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.cut();
-        self.accept.abort();
     }
 }

@@ -195,3 +195,84 @@ async fn a_draining_gateway_closes_its_clients_with_service_restart_and_refuses_
         "no longer accepting"
     );
 }
+
+#[tokio::test]
+async fn a_stalled_redis_subscription_is_detected_rebuilt_and_a_resuming_client_loses_nothing() {
+    let s = stack().await;
+    // The gateway reaches Redis through a proxy; the api publishes to Redis directly.
+    let proxy =
+        herald_api::testing::Proxy::start(redis_url().trim_start_matches("redis://").to_owned())
+            .await;
+    let gw = s
+        .gateway(|c| {
+            c.redis_url = herald_core::secret::Secret::new(format!("redis://{}", proxy.addr));
+            c.bus_stall_secs = 2;
+        })
+        .await;
+    let addr = gw.addr.to_string();
+    let alice = token("alice", &[]);
+    let mut tab = open(&addr, &alice, None).await;
+    let seen = s.notify("alice", "before").await;
+    assert_eq!(tab.next().await["notification"]["title"], "before");
+    let ready = || async {
+        reqwest::get(format!("http://{addr}/readyz"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(ready().await, 200);
+
+    // Every connection open now stops forwarding, without closing: TCP says all is well.
+    proxy.freeze_existing();
+    let stalled_at = std::time::Instant::now();
+    // Published into the void for this gateway: the subscription hears nothing.
+    s.notify("alice", "during the stall").await;
+    let mut saw_503 = false;
+    let frame = loop {
+        // The refetch arrives once the subscription is rebuilt on a fresh connection; until
+        // then /readyz says the node is not ready.
+        if !saw_503 && ready().await == 503 {
+            saw_503 = true;
+        }
+        match tokio::time::timeout(std::time::Duration::from_millis(200), tab.next()).await {
+            Ok(frame) => break frame,
+            Err(_) => assert!(
+                stalled_at.elapsed() < std::time::Duration::from_secs(10),
+                "no refetch within 10 s of the stall"
+            ),
+        }
+    };
+    assert_eq!(frame["type"], "refetch", "{frame}");
+    let detected = stalled_at.elapsed();
+    assert!(
+        detected <= std::time::Duration::from_secs(5),
+        "detected after {detected:?}: the bound is 2 s of silence, probes every second, plus a reconnect"
+    );
+    assert!(
+        saw_503,
+        "/readyz said 503 while the subscription was stalled"
+    );
+    assert_eq!(
+        gateway_metric(&addr, "herald_gateway_redis_stalls_total").await,
+        1.0
+    );
+    // Ready again, and live again.
+    for _ in 0..50 {
+        if ready().await == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready().await, 200, "ready again once probes come back");
+    s.notify("alice", "after").await;
+    assert_eq!(tab.next().await["notification"]["title"], "after");
+    // A client that resumes from what it saw before the stall has lost nothing.
+    let mut back = open(&addr, &alice, Some(seen["id"].as_str().unwrap())).await;
+    assert_eq!(
+        back.next().await["notification"]["title"],
+        "during the stall"
+    );
+    assert_eq!(back.next().await["notification"]["title"], "after");
+    gw.stop().await;
+}
