@@ -764,8 +764,75 @@ cmd_status() {
     return "$ok"
 }
 
+# Processes a test run leaves behind: every process the run starts inherits HERALD_TEST_RUN (nginx
+# masters rewrite their environment, so their command line, which names their private config,
+# identifies them; an orphaned nginx worker is one whose master is gone). Only processes absent
+# from the snapshot taken when the run began count; zombies are already gone.
+# leftovers SNAPSHOT_FILE: prints "pid command" per leftover, returns 1 if there are any.
+leftovers() {
+    /usr/bin/python3 - "$1" "$HERALD_TEST_RUN" "$RUN_DIR" <<'PY'
+import os, sys
+snapshot, run_id, run_dir = sys.argv[1], sys.argv[2], sys.argv[3]
+before = set(open(snapshot).read().split())
+me = {str(os.getpid()), str(os.getppid())}
+found = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        key = pid + ":" + stat.rsplit(")", 1)[1].split()[19]
+        cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace").strip()
+        env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+    except OSError:
+        continue
+    if key in before or pid in me or state == "Z":
+        continue
+    ours = (f"HERALD_TEST_RUN={run_id}".encode() in env
+            or "/tmp/herald-" in cmd or f"{run_dir}/e2e/" in cmd
+            or (cmd.startswith("nginx: worker process") and ppid == "1"))
+    if ours:
+        found.append(f"{pid} {cmd[:160]}")
+print("\n".join(found))
+sys.exit(1 if found else 0)
+PY
+}
+
+# "pid:starttime" of every process now, for `leftovers`.
+process_snapshot() {
+    /usr/bin/python3 -c '
+import os
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        print(pid + ":" + open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[19])
+    except OSError:
+        pass' >"$1"
+}
+
+# At the end of `test`, however it ends: fails the run if a process it started outlives it (and
+# stops that process, so the next run starts clean).
+check_leftovers() {
+    local status=$? left pid
+    left=$(leftovers "$TEST_SNAPSHOT") && {
+        rm -f "$TEST_SNAPSHOT"
+        log "no process started by the tests is left running"
+        return "$status"
+    }
+    warn "processes started by the tests outlived them (now stopped):"
+    printf '    %s\n' "$left" >&2
+    while read -r pid _; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done <<<"$left"
+    rm -f "$TEST_SNAPSHOT"
+    exit 1
+}
+
 cmd_test() {
     validate_config
+    HERALD_TEST_RUN=$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')
+    export HERALD_TEST_RUN
+    TEST_SNAPSHOT=$(mktemp "${TMPDIR:-/tmp}/herald-test-processes.XXXXXX")
+    process_snapshot "$TEST_SNAPSHOT"
+    trap check_leftovers EXIT
     cmd_deps
     ensure_services
     ensure_database

@@ -79,7 +79,8 @@ expect_json "413 from nginx (body of HERALD_MAX_BODY_BYTES + 1)" 413 -H "Authori
     -H 'content-type: application/json' --data-binary "@$WORK/big" "$URL/api/notifications"
 
 # nginx from the same template, in front of an api that is not there and one that never answers.
-start_nginx() { # start_nginx API_ADDR REQUEST_TIMEOUT_MS -> prints the port
+# Not in a $(...) subshell: the nginx pid must reach PIDS here, or cleanup would miss it.
+start_nginx() { # start_nginx API_ADDR REQUEST_TIMEOUT_MS -> sets NGINX_PORT
     local api=$1 timeout_ms=$2 port dir
     port=$(free_port)
     dir="$WORK/nginx-$port"
@@ -93,11 +94,11 @@ start_nginx() { # start_nginx API_ADDR REQUEST_TIMEOUT_MS -> prints the port
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
         sleep 0.1
     done
-    echo "$port"
+    NGINX_PORT=$port
 }
 closed=$(free_port) # nothing listens here
-port=$(start_nginx "127.0.0.1:$closed" 1000)
-expect_json "502 from nginx (api unreachable)" 502 "http://127.0.0.1:$port/api/notifications"
+start_nginx "127.0.0.1:$closed" 1000
+expect_json "502 from nginx (api unreachable)" 502 "http://127.0.0.1:$NGINX_PORT/api/notifications"
 # An "api" that accepts connections and never answers: nginx gives up after the api's request
 # timeout (1 s here) + 5 s.
 silent=$(free_port)
@@ -115,8 +116,8 @@ while time.time() < deadline:
         pass
 ' "$silent" &
 PIDS+=($!)
-port=$(start_nginx "127.0.0.1:$silent" 1000)
-expect_json "504 from nginx (api silent past its timeout)" 504 "http://127.0.0.1:$port/api/notifications"
+start_nginx "127.0.0.1:$silent" 1000
+expect_json "504 from nginx (api silent past its timeout)" 504 "http://127.0.0.1:$NGINX_PORT/api/notifications"
 
 # --- A refused origin leaves one warning a minute in the gateway's log --------------------------
 GATEWAY=${HERALD_CHECK_GATEWAY:-127.0.0.1:18011}
