@@ -9,6 +9,7 @@
 //! - [`keys`]: Redis channel and key names, all under one configurable prefix.
 //! - [`auth`]: JWT verification (HS256 secret or a pinned public-key algorithm) and dev minting.
 //! - [`origins`]: the browser origins allowed to call the api and open connections.
+//! - [`mailbox`]: email recipients (address and display name), checked with lettre's parser.
 //! - [`secret`]: a string wrapper that never prints its value.
 //! - [`metrics`]: Prometheus constructors, registry and text exposition.
 //! - [`telemetry`]: tracing subscriber set-up shared by every binary.
@@ -17,6 +18,7 @@
 
 pub mod auth;
 pub mod keys;
+pub mod mailbox;
 pub mod metrics;
 pub mod origins;
 pub mod secret;

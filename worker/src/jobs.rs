@@ -3,14 +3,26 @@
 //! the queue), checked against the user's preferences and "seen" state, and sent one at a time,
 //! each marked right after its send: a worker killed mid-batch re-sends at most the one message
 //! that was in flight. Every function takes `now`, so tests drive time.
+//!
+//! A job that can never be sent is a dead letter: `failed` at once, with its
+//! [`FailReason`] in `failure_reason`, and the pass goes on with the others. That covers an
+//! address or display name the mailer refuses (`herald_core::mailbox`, the parser the api
+//! validated it with), a message that cannot be rendered, and a panic anywhere in one job's
+//! handling (caught per job, so the process lives on). A job is attempted at most
+//! `max_attempts` times, whatever ended the earlier attempts (a crash too).
 
-use crate::mailer::{ListUnsubscribe, Mailer, SendError};
+use crate::compose::compose;
+use crate::mailer::{Mailer, SendError};
 use crate::metrics::Metrics;
 use crate::render::{self, Item, Renderer};
 use chrono::{DateTime, Duration as Span, DurationRound, Utc};
+use futures::FutureExt as _;
 use lettre::Message;
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::Mailbox;
 use sqlx::PgPool;
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use uuid::Uuid;
@@ -52,6 +64,79 @@ struct Job {
     email_enabled: bool,
     digest_pref: String,
     muted_types: Vec<String>,
+}
+
+/// Why a job was given up on: `email_jobs.failure_reason` and the `reason` label of
+/// `herald_worker_emails_failed_total` (docs/metrics.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailReason {
+    /// The SMTP server answered 5xx.
+    Permanent,
+    /// `max_attempts` attempts ended in transient failures, or without an outcome.
+    AttemptsExhausted,
+    /// The address or display name cannot be written in a `To:` header.
+    BadAddress,
+    /// The templates or lettre could not make a message of it.
+    Unrenderable,
+    /// Handling the job panicked.
+    Panic,
+}
+
+impl FailReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailReason::Permanent => "permanent",
+            FailReason::AttemptsExhausted => "attempts_exhausted",
+            FailReason::BadAddress => "bad_address",
+            FailReason::Unrenderable => "unrenderable",
+            FailReason::Panic => "panic",
+        }
+    }
+}
+
+/// A job that cannot be sent, ever: why, and the details kept in `last_error`.
+#[derive(Debug)]
+struct DeadLetter {
+    reason: FailReason,
+    why: String,
+}
+
+impl DeadLetter {
+    fn unrenderable(e: impl std::fmt::Display) -> Self {
+        DeadLetter {
+            reason: FailReason::Unrenderable,
+            why: format!("cannot render the message: {e}"),
+        }
+    }
+}
+
+/// Runs `work`, turning a panic inside it into `Err(message)`: one job's panic must not end the
+/// worker. The job's state is only what Postgres holds, so nothing half-changed survives it.
+pub async fn isolate<T>(work: impl Future<Output = T>) -> Result<T, String> {
+    AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .map_err(|panic| panic_message(panic.as_ref()))
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_owned()
+    }
+}
+
+impl Job {
+    /// The recipient's mailbox, by the rules the api checked it with.
+    fn mailbox(&self) -> Result<Mailbox, DeadLetter> {
+        herald_core::mailbox::mailbox(&self.email, self.name.as_deref()).map_err(|e| DeadLetter {
+            reason: FailReason::BadAddress,
+            why: format!("recipient {}: {e}", e.field()),
+        })
+    }
 }
 
 /// What one pass did.
@@ -125,6 +210,7 @@ impl Outbox {
                   WHERE status = 'pending' AND not_before <= $1
                     AND (locked_until IS NULL OR locked_until < $1)
                     AND digest = ($5::text IS NOT NULL) AND ($5::text IS NULL OR user_id = $5)
+                    AND attempts < $6
                   ORDER BY not_before, id
                   LIMIT $2
                   FOR UPDATE SKIP LOCKED)
@@ -143,8 +229,38 @@ impl Outbox {
         .bind(self.lease_secs as f64)
         .bind(&self.worker_id)
         .bind(digest_user)
+        .bind(self.max_attempts)
         .fetch_all(&self.pool)
         .await
+    }
+
+    /// Gives up on due jobs that already had `max_attempts` attempts. Each attempt is counted
+    /// when the job is claimed, and one whose attempt never recorded an outcome (the worker
+    /// died, or was killed by the job itself) comes back when its lease ends: without this it
+    /// would be claimed again and again, its attempts growing past the maximum.
+    async fn give_up_exhausted(&self, now: DateTime<Utc>, out: &mut Pass) -> anyhow::Result<()> {
+        let given_up = sqlx::query(
+            "UPDATE email_jobs
+                SET status = 'failed', failure_reason = 'attempts_exhausted', locked_until = NULL,
+                    last_error = format('gave up after %s attempts: %s', attempts,
+                        coalesce(last_error, 'no attempt recorded an outcome'))
+              WHERE status = 'pending' AND not_before <= $1
+                AND (locked_until IS NULL OR locked_until < $1) AND attempts >= $2",
+        )
+        .bind(now)
+        .bind(self.max_attempts)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if given_up > 0 {
+            tracing::warn!(jobs = given_up, "gave up on email jobs: attempts exhausted");
+            self.metrics
+                .failed
+                .with_label_values(&[FailReason::AttemptsExhausted.as_str()])
+                .inc_by(given_up);
+            out.failed += given_up as u32;
+        }
+        Ok(())
     }
 
     /// Claims due jobs without processing them (what a worker that dies right after claiming
@@ -217,29 +333,53 @@ impl Outbox {
         }
     }
 
-    fn message(
+    /// Marks jobs this worker holds, and that are still pending, as dead letters.
+    async fn fail(
         &self,
-        to: &Job,
-        message_id: String,
-        content: render::Rendered,
-    ) -> anyhow::Result<Message> {
-        let to_box = Mailbox::new(to.name.clone(), to.email.parse()?);
-        Ok(Message::builder()
-            .from(self.from.clone())
-            .to(to_box)
-            .subject(content.subject)
-            .message_id(Some(message_id))
-            .header(ListUnsubscribe(self.renderer.preferences_url()))
-            .multipart(MultiPart::alternative_plain_html(
-                content.text,
-                content.html,
-            ))?)
+        ids: &[i64],
+        reason: FailReason,
+        why: &str,
+        out: &mut Pass,
+    ) -> anyhow::Result<()> {
+        let failed = sqlx::query(
+            "UPDATE email_jobs SET status = 'failed', failure_reason = $2, last_error = $3,
+                    locked_until = NULL
+              WHERE id = ANY($1) AND locked_by = $4 AND status = 'pending'",
+        )
+        .bind(ids)
+        .bind(reason.as_str())
+        .bind(why)
+        .bind(&self.worker_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        tracing::warn!(jobs = ?ids, reason = reason.as_str(), cause = why, "email given up");
+        self.metrics
+            .failed
+            .with_label_values(&[reason.as_str()])
+            .inc_by(failed);
+        out.failed += 1;
+        Ok(())
     }
 
-    /// One pass: individual due jobs, then due digests. Stops early (giving jobs back) when
-    /// `stopping` is set.
+    /// One single notification's message, or why there can never be one.
+    fn single_message(&self, job: &Job) -> Result<Message, DeadLetter> {
+        let to = job.mailbox()?;
+        let content = self
+            .renderer
+            .single(&self.item(job))
+            .map_err(DeadLetter::unrenderable)?;
+        let id = format!("<{}.{}@herald>", job.notification_id, job.id);
+        compose(&self.from, to, id, self.renderer.preferences_url(), content)
+            .map_err(DeadLetter::unrenderable)
+    }
+
+    /// One pass: jobs out of attempts are given up, then individual due jobs, then due digests.
+    /// Stops early (giving jobs back) when `stopping` is set. A job that panics is a dead letter;
+    /// an error (Postgres) ends the pass, and the jobs it held return when their lease ends.
     pub async fn pass(&self, now: DateTime<Utc>) -> anyhow::Result<Pass> {
         let mut out = Pass::default();
+        self.give_up_exhausted(now, &mut out).await?;
         let ids = self.claim(now, None).await?;
         let jobs = self.load(&ids).await?;
         for (i, job) in jobs.iter().enumerate() {
@@ -248,7 +388,15 @@ impl Outbox {
                 self.later(&rest, now, None, None, true).await?;
                 return Ok(out);
             }
-            self.one(job, now, &mut out).await?;
+            match isolate(self.one(job, now, &mut out)).await {
+                Ok(done) => done?,
+                Err(panic) => {
+                    tracing::error!(job = job.id, cause = %panic, "email job panicked");
+                    let why = format!("panic: {panic}");
+                    self.fail(&[job.id], FailReason::Panic, &why, &mut out)
+                        .await?;
+                }
+            }
         }
         self.digests(now, &mut out).await?;
         Ok(out)
@@ -283,9 +431,10 @@ impl Outbox {
             out.deferred += 1;
             return Ok(());
         }
-        let content = self.renderer.single(&self.item(job))?;
-        let id = format!("<{}.{}@herald>", job.notification_id, job.id);
-        let message = self.message(job, id, content)?;
+        let message = match self.single_message(job) {
+            Ok(message) => message,
+            Err(dead) => return self.fail(&[job.id], dead.reason, &dead.why, out).await,
+        };
         let result = self.mailer.send(message).await;
         self.settle(&[job.id], job.attempts, result, now, out).await
     }
@@ -305,18 +454,12 @@ impl Outbox {
                 out.sent += 1;
             }
             Err(SendError::Permanent(why)) => {
-                self.finish(ids, "failed", Some(&why), now).await?;
-                self.metrics.failed.with_label_values(&["permanent"]).inc();
-                out.failed += 1;
+                self.fail(ids, FailReason::Permanent, &why, out).await?;
             }
             Err(SendError::Transient(why)) if attempts >= self.max_attempts => {
                 let why = format!("gave up after {attempts} attempts: {why}");
-                self.finish(ids, "failed", Some(&why), now).await?;
-                self.metrics
-                    .failed
-                    .with_label_values(&["attempts_exhausted"])
-                    .inc();
-                out.failed += 1;
+                self.fail(ids, FailReason::AttemptsExhausted, &why, out)
+                    .await?;
             }
             Err(SendError::Transient(why)) => {
                 self.later(ids, now + self.backoff(attempts), None, Some(&why), false)
@@ -344,34 +487,81 @@ impl Outbox {
                 break;
             }
             let ids = self.claim(now, Some(&user)).await?;
-            let jobs = self.load(&ids).await?;
-            let mut include = Vec::new();
-            for job in &jobs {
-                match skip_reason(job) {
-                    Some(reason) => self.skip(job, reason, now, out).await?,
-                    None => include.push(job),
+            match isolate(self.digest(&ids, now, out)).await {
+                Ok(done) => done?,
+                Err(panic) => {
+                    tracing::error!(jobs = ?ids, cause = %panic, "email digest panicked");
+                    let why = format!("panic: {panic}");
+                    self.fail(&ids, FailReason::Panic, &why, out).await?;
                 }
             }
-            let Some(last) = include.last() else { continue };
-            let items: Vec<Item> = include.iter().map(|j| self.item(j)).collect();
-            let content = self.renderer.digest(&items)?;
-            let id = format!("<digest.{}.{}@herald>", include[0].id, include.len());
-            let message = self.message(last, id, content)?;
-            let ids: Vec<i64> = include.iter().map(|j| j.id).collect();
-            let attempts = include.iter().map(|j| j.attempts).max().unwrap_or(1);
-            let result = self.mailer.send(message).await;
-            if result.is_ok() {
-                out.digests += 1;
-            }
-            self.settle(&ids, attempts, result, now, out).await?;
         }
         Ok(())
+    }
+
+    /// One user's digest from the jobs claimed for it. A job whose own address is bad is a dead
+    /// letter; the others go in one message to the address of the latest good one.
+    async fn digest(&self, ids: &[i64], now: DateTime<Utc>, out: &mut Pass) -> anyhow::Result<()> {
+        let jobs = self.load(ids).await?;
+        let mut include = Vec::new();
+        let mut to = None;
+        for job in &jobs {
+            if let Some(reason) = skip_reason(job) {
+                self.skip(job, reason, now, out).await?;
+                continue;
+            }
+            match job.mailbox() {
+                Ok(mailbox) => {
+                    to = Some(mailbox);
+                    include.push(job);
+                }
+                Err(dead) => self.fail(&[job.id], dead.reason, &dead.why, out).await?,
+            }
+        }
+        let Some(to) = to else { return Ok(()) };
+        let ids: Vec<i64> = include.iter().map(|j| j.id).collect();
+        let items: Vec<Item> = include.iter().map(|j| self.item(j)).collect();
+        let id = format!("<digest.{}.{}@herald>", include[0].id, include.len());
+        let message = self
+            .renderer
+            .digest(&items)
+            .map_err(DeadLetter::unrenderable)
+            .and_then(|content| {
+                compose(&self.from, to, id, self.renderer.preferences_url(), content)
+                    .map_err(DeadLetter::unrenderable)
+            });
+        let message = match message {
+            Ok(message) => message,
+            Err(dead) => return self.fail(&ids, dead.reason, &dead.why, out).await,
+        };
+        let attempts = include.iter().map(|j| j.attempts).max().unwrap_or(1);
+        let result = self.mailer.send(message).await;
+        if result.is_ok() {
+            out.digests += 1;
+        }
+        self.settle(&ids, attempts, result, now, out).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panic_inside_isolate_is_an_error_with_its_message_and_the_caller_goes_on() {
+        // What lettre did with an unchecked name: formatting the mailbox panics.
+        let unchecked = Mailbox::new(Some("Ann\r\nX".into()), "a@b.test".parse().unwrap());
+        let lettre = isolate(async { unchecked.to_string() }).await;
+        assert!(
+            lettre
+                .unwrap_err()
+                .contains("a Display implementation returned an error"),
+            "the panic's message"
+        );
+        let formatted = isolate(async { panic!("job {} exploded", 7) }).await;
+        assert_eq!(formatted, Err::<(), _>("job 7 exploded".to_owned()));
+        assert_eq!(isolate(async { 41 + 1 }).await, Ok(42));
+    }
 
     #[test]
     fn digest_periods_end_on_the_hour_and_at_midnight() {

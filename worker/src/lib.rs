@@ -5,7 +5,8 @@
 //! # Layout
 //! - [`config`]: the typed configuration, from the environment.
 //! - [`startup`]: builds the worker; the run loop; shutdown.
-//! - [`jobs`]: the email outbox: claim, check, send, retry, digests.
+//! - [`jobs`]: the email outbox: claim, check, send, retry, digests, dead letters.
+//! - [`compose`]: a `lettre::Message` from a recipient's mailbox and rendered content.
 //! - [`mailer`]: lettre transports and failure classes.
 //! - [`render`]: subject, text and HTML from templates.
 //! - [`cleanup`] — retention.
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cleanup;
+pub mod compose;
 pub mod config;
 pub mod jobs;
 pub mod mailer;

@@ -23,7 +23,7 @@ impl Metrics {
         );
         let failed = counter_vec(
             "herald_worker_emails_failed_total",
-            "Email jobs given up on, by reason (permanent, attempts_exhausted).",
+            "Email jobs given up on (dead letters), by reason (permanent, attempts_exhausted, bad_address, unrenderable, panic).",
             &["reason"],
         );
         let retried = counter(

@@ -61,6 +61,28 @@ pub fn link(public_url: &str, action_url: Option<&str>) -> Option<String> {
     Some(safe)
 }
 
+/// A subject line: every line break or other control character (a title may hold them; a
+/// per-type template may add them) becomes a space, so the header stays one logical line; runs
+/// of spaces become one (lettre's encoding of a non-ASCII subject loses a run of spaces between
+/// two non-ASCII words: decoders drop the whitespace between two encoded words).
+fn one_line(s: &str) -> String {
+    s.split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A body part with every line ending as LF, which lettre writes as CRLF. lettre turns a bare
+/// LF into CRLF but leaves a bare CR (a title or message may hold one) as it is, and a bare CR
+/// in an SMTP message is malformed: some servers refuse it, others read it as a line end.
+fn line_ends(s: String) -> String {
+    if s.contains('\r') {
+        s.replace("\r\n", "\n").replace('\r', "\n")
+    } else {
+        s
+    }
+}
+
 impl Renderer {
     /// The built-in templates, plus `<type>.subject|txt|html` files from `dir` when given.
     pub fn new(dir: Option<&Path>, public_url: &str) -> anyhow::Result<Self> {
@@ -121,9 +143,9 @@ impl Renderer {
                 .render(&ctx)
         };
         Ok(Rendered {
-            subject: render("subject")?.trim().replace(['\r', '\n'], " "),
-            text: render("txt")?,
-            html: render("html")?,
+            subject: one_line(&render("subject")?),
+            text: line_ends(render("txt")?),
+            html: line_ends(render("html")?),
         })
     }
 
@@ -132,8 +154,8 @@ impl Renderer {
         let ctx = context! { items => items, preferences_url => self.preferences_url() };
         Ok(Rendered {
             subject: format!("{} new notifications", items.len()),
-            text: self.env.get_template("digest.txt")?.render(&ctx)?,
-            html: self.env.get_template("digest.html")?.render(&ctx)?,
+            text: line_ends(self.env.get_template("digest.txt")?.render(&ctx)?),
+            html: line_ends(self.env.get_template("digest.html")?.render(&ctx)?),
         })
     }
 }
@@ -179,6 +201,16 @@ mod tests {
         let mut other = item();
         other.kind = "review_due_soon".into();
         assert_eq!(r.single(&other).unwrap().subject, "New <Goal>");
+    }
+
+    #[test]
+    fn the_subject_is_one_line_whatever_the_title_holds() {
+        let mut i = item();
+        i.title = " Hello\r\nBcc: x@evil.test\u{7}\tthere\u{2028} ".into();
+        let r = Renderer::new(None, "http://h").unwrap().single(&i).unwrap();
+        assert_eq!(r.subject, "Hello Bcc: x@evil.test there");
+        assert!(!r.text.contains('\r') && !r.html.contains('\r'));
+        assert!(r.text.contains("Hello\nBcc"), "{}", r.text);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use crate::cleanup::{self, Retention};
 use crate::config::Config;
-use crate::jobs::Outbox;
+use crate::jobs::{self, Outbox};
 use crate::mailer::Mailer;
 use crate::metrics::Metrics;
 use crate::render::Renderer;
@@ -115,8 +115,12 @@ impl Worker {
         while !self.outbox.stopping.load(Ordering::SeqCst) {
             tokio::select! {
                 _ = poll.tick() => {
-                    if let Err(e) = self.outbox.pass(chrono::Utc::now()).await {
-                        tracing::warn!(cause = ?e, "email pass failed");
+                    // A panic outside any one job's handling (those are dead letters) ends this
+                    // pass, never the loop.
+                    match jobs::isolate(self.outbox.pass(chrono::Utc::now())).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::warn!(cause = ?e, "email pass failed"),
+                        Err(panic) => tracing::error!(cause = %panic, "email pass panicked"),
                     }
                     if let Ok(n) = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM email_jobs WHERE status = 'pending'")
                         .fetch_one(&self.outbox.pool).await {

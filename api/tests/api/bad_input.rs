@@ -198,3 +198,99 @@ async fn bad_paths_and_queries_name_what_is_wrong() {
         assert_eq!(loc(&a), json!(["query", field]), "{query}");
     }
 }
+
+#[tokio::test]
+async fn recipient_addresses_and_names_the_mailer_cannot_write_are_refused_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let publisher = publisher_token();
+    let emailed = |recipient: Value| {
+        json!({"recipients": ["alice", recipient], "type": "goal_assigned", "title": "t",
+               "message": "m", "channels": ["in_app", "email"]})
+    };
+    let cases = [
+        (
+            "CRLF in the name",
+            json!({"id": "u1", "email": "u1@example.test", "name": "Ann\r\nX"}),
+            "name",
+        ),
+        (
+            "LF in the name",
+            json!({"id": "u1", "email": "u1@example.test", "name": "Ann\nBcc: x@evil.test"}),
+            "name",
+        ),
+        (
+            "bell in the name",
+            json!({"id": "u1", "email": "u1@example.test", "name": "Ann\u{7}"}),
+            "name",
+        ),
+        (
+            "line separator in the name",
+            json!({"id": "u1", "email": "u1@example.test", "name": "Ann\u{2028}X"}),
+            "name",
+        ),
+        (
+            "no domain",
+            json!({"id": "u1", "email": "broken@"}),
+            "email",
+        ),
+        (
+            "two addresses in one",
+            json!({"id": "u1", "email": "a@b.test,c@evil.test"}),
+            "email",
+        ),
+        (
+            "CRLF in the address",
+            json!({"id": "u1", "email": "u1@example.test\r\nBcc: x@evil.test"}),
+            "email",
+        ),
+        (
+            "bad domain",
+            json!({"id": "u1", "email": "u1@exa_mple..test", "name": "Ann"}),
+            "email",
+        ),
+    ];
+    for (name, recipient, field) in cases {
+        let a = app
+            .call(
+                Method::POST,
+                "/api/notifications",
+                Some(&publisher),
+                Some(&emailed(recipient)),
+            )
+            .await;
+        assert_eq!(
+            a.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{name}: {}",
+            a.body
+        );
+        assert_eq!(
+            loc(&a),
+            json!(["body", "recipients", "1", field]),
+            "{name}: {}",
+            a.body
+        );
+        let msg = a.body["detail"][0]["msg"].as_str().unwrap();
+        assert!(
+            msg.starts_with(if field == "email" {
+                "not a valid email address"
+            } else {
+                "not a valid display name"
+            }),
+            "{name}: {msg}"
+        );
+    }
+    assert_eq!(app.stored_rows().await, (0, 0), "nothing was written");
+
+    // The same rules let real names and addresses through, including non-ASCII ones.
+    let good = app
+        .call(
+            Method::POST,
+            "/api/notifications",
+            Some(&publisher),
+            Some(&emailed(json!({"id": "u2", "email": "jos\u{e9}+hr@b\u{fc}ro.example", "name": "Jos\u{e9} \"JJ\" O'Brien, Jr."}))),
+        )
+        .await;
+    assert_eq!(good.status, StatusCode::CREATED, "{}", good.body);
+    assert_eq!(app.stored_rows().await, (1, 2));
+}

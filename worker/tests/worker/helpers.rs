@@ -128,6 +128,11 @@ impl Stack {
     }
 
     pub async fn worker(&self, smtp: Option<&Smtp>, id: &str) -> Worker {
+        Worker::build(&self.worker_config(smtp, id)).await.unwrap()
+    }
+
+    /// The configuration [`Stack::worker`] uses (retry base 60 s, 5 attempts), to adjust.
+    pub fn worker_config(&self, smtp: Option<&Smtp>, id: &str) -> Config {
         let mut config = Config::new(&self.db, self.mail_dir(id));
         config.worker_id = Some(id.to_owned());
         config.retry_base_secs = 60;
@@ -136,7 +141,7 @@ impl Stack {
             config.smtp_host = Some("127.0.0.1".into());
             config.smtp_port = Some(s.port);
         }
-        Worker::build(&config).await.unwrap()
+        config
     }
 
     pub async fn publish(&self, body: Value) -> Value {

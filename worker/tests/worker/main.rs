@@ -2,7 +2,9 @@
 //! writing the notifications and their email jobs. Time is passed in, so retries, leases, digests
 //! and email-if-unseen are exact.
 
+mod addressing;
 mod cleanup;
+mod dead_letters;
 mod email;
 mod helpers;
 mod preferences;
