@@ -304,8 +304,10 @@ async fn probe(sub: SubscriberClient, publisher: Client, metrics: Metrics, healt
         )
         .await;
         if !sub.is_connected() {
-            // Disconnected, not stalled: the reconnect policy and the restore task handle it.
-            health.heard();
+            // Disconnected, not stalled: the reconnect policy and the restore task handle it,
+            // and the silence is counted again from when it is back (a stall already detected
+            // stays until a probe comes back).
+            health.heard_ms.store(health.now_ms(), Ordering::Relaxed);
             continue;
         }
         let silent = health.silent_for();
