@@ -63,6 +63,11 @@ pub struct Config {
     #[command(flatten)]
     pub cors: OriginArgs,
 
+    /// More origins an absolute `action_url` may point at, comma separated (besides the public
+    /// origin and CORS_ALLOWED_ORIGINS), e.g. the host application's own site.
+    #[arg(long, env = "HERALD_LINK_ORIGINS", value_delimiter = ',')]
+    pub link_origins: Vec<String>,
+
     /// A request that takes longer than this is answered 503.
     #[arg(long, env = "HERALD_REQUEST_TIMEOUT_MS", default_value_t = defaults::REQUEST_TIMEOUT_MS)]
     pub request_timeout_ms: u64,
@@ -98,6 +103,7 @@ impl Config {
             jwt: JwtArgs::with_secret(jwt_secret),
             public_url: defaults::PUBLIC_URL.to_owned(),
             cors: OriginArgs::default(),
+            link_origins: Vec::new(),
             request_timeout_ms: defaults::REQUEST_TIMEOUT_MS,
             max_data_bytes: defaults::MAX_DATA_BYTES,
             max_body_bytes: defaults::MAX_BODY_BYTES,

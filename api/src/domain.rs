@@ -3,8 +3,9 @@
 //! violation names its field.
 
 use crate::error::{ApiError, FieldError};
-use herald_core::auth::{MAX_USER_ID_CHARS, valid_role};
+use herald_core::auth::{MAX_USER_ID_CHARS, valid_role, valid_user_id};
 use herald_core::mailbox;
+use herald_core::origins::AllowedOrigins;
 use herald_core::wire::Priority;
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -193,11 +194,12 @@ fn check_audience(input: &AudienceInput, p: &mut Problems) -> Option<Audience> {
                 RecipientInput::Id(id) => (id, None, None),
                 RecipientInput::Full { id, email, name } => (id, email.as_ref(), name.as_ref()),
             };
-            let n = chars(id);
-            if n == 0 || n > MAX_USER_ID_CHARS {
+            if !valid_user_id(id) {
                 p.add(
                     &format!("recipients.{i}"),
-                    format!("user id must be 1 to {MAX_USER_ID_CHARS} characters"),
+                    format!(
+                        "user id must be 1 to {MAX_USER_ID_CHARS} characters without control characters"
+                    ),
                 );
                 continue;
             }
@@ -256,22 +258,39 @@ fn check_data(data: &Option<serde_json::Value>, max_bytes: usize, p: &mut Proble
     }
 }
 
+/// Is `kind` a notification type: snake_case, 1 to [`MAX_TYPE_CHARS`] characters.
+pub fn valid_type(kind: &str) -> bool {
+    !kind.is_empty() && chars(kind) <= MAX_TYPE_CHARS && is_snake_case(kind)
+}
+
 fn is_snake_case(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
 }
 
-/// A safe link: a path on the host app (`/goals/1`) or an absolute http(s) URL. Anything else
-/// (`javascript:`, `//evil`) could run script or leave the site when a page renders it.
-fn is_safe_link(url: &str) -> bool {
-    (url.starts_with('/') && !url.starts_with("//"))
-        || url.starts_with("https://")
-        || url.starts_with("http://")
+/// A safe link: a path on the host app that starts with exactly one `/` and holds no
+/// backslash, whitespace or control character, or an absolute http(s) URL on an allowed origin
+/// (`links`: the public origin, `CORS_ALLOWED_ORIGINS`, `HERALD_LINK_ORIGINS`). Anything else
+/// could run script or leave the site when a page renders it: browsers follow `//evil`,
+/// `/\evil` and `/<TAB>/evil` to another host.
+fn is_safe_link(url: &str, links: &AllowedOrigins) -> bool {
+    if let Some(path) = url.strip_prefix('/') {
+        !path.starts_with('/')
+            && !url
+                .chars()
+                .any(|c| c == '\\' || c.is_whitespace() || c.is_control())
+    } else {
+        links.allows_url(url)
+    }
 }
 
 impl NewNotification {
-    pub fn parse(body: PublishNotificationBody, max_data_bytes: usize) -> Result<Self, ApiError> {
+    pub fn parse(
+        body: PublishNotificationBody,
+        max_data_bytes: usize,
+        links: &AllowedOrigins,
+    ) -> Result<Self, ApiError> {
         let mut p = Problems::default();
         let audience = check_audience(&body.audience, &mut p);
         let kind = body.kind.trim().to_owned();
@@ -302,11 +321,12 @@ impl NewNotification {
             p.add("message", format!("at most {MAX_MESSAGE_CHARS} characters"));
         }
         if let Some(url) = &body.action_url
-            && (url.len() > MAX_URL_CHARS || !is_safe_link(url))
+            && (url.len() > MAX_URL_CHARS || !is_safe_link(url, links))
         {
             p.add(
                 "action_url",
-                "must be a path starting with '/' or an http(s) URL, at most 2048 characters",
+                "must be a path starting with a single '/' (no backslash, space or control \
+                 character) or an http(s) URL on an allowed origin, at most 2048 characters",
             );
         }
         check_data(&body.data, max_data_bytes, &mut p);
@@ -410,6 +430,10 @@ mod tests {
         serde_json::from_value(json).unwrap()
     }
 
+    fn links() -> AllowedOrigins {
+        AllowedOrigins::parse(&["https://app.example"], "http://127.0.0.1:8000").unwrap()
+    }
+
     fn fields(err: ApiError) -> Vec<String> {
         match err {
             ApiError::Invalid(list) => list.into_iter().map(|f| f.loc.join(".")).collect(),
@@ -425,6 +449,7 @@ mod tests {
                 "type": "goal_assigned", "title": " Hi ", "message": "m"
             })),
             1024,
+            &links(),
         )
         .unwrap();
         assert_eq!(n.priority, Priority::Medium);
@@ -437,6 +462,38 @@ mod tests {
     }
 
     #[test]
+    fn action_url_is_a_single_slash_path_or_a_url_on_an_allowed_origin() {
+        for (url, ok) in [
+            ("/goals/1/respond?x=1#y", true),
+            ("https://app.example/goals/1", true),
+            ("http://127.0.0.1:8000/inbox", true),
+            ("//evil.example/x", false),
+            ("/\\evil.example/x", false),
+            ("/\t/evil.example/x", false),
+            ("/a b", false),
+            ("/ok\u{0}", false),
+            ("https://evil.example/x", false),
+            ("https://app.example.evil.example/", false),
+            ("javascript:alert(1)", false),
+            ("goals/1", false),
+        ] {
+            let result = NewNotification::parse(
+                body(serde_json::json!({
+                    "recipients": ["u1"], "type": "t", "title": "x", "message": "",
+                    "action_url": url
+                })),
+                1024,
+                &links(),
+            );
+            match (result, ok) {
+                (Ok(_), true) => {}
+                (Err(e), false) => assert_eq!(fields(e), ["body.action_url"], "{url:?}"),
+                (r, _) => panic!("{url:?}: {:?}", r.is_ok()),
+            }
+        }
+    }
+
+    #[test]
     fn every_bad_field_is_named() {
         let err = NewNotification::parse(
             body(serde_json::json!({
@@ -445,6 +502,7 @@ mod tests {
                 "data": [1], "channels": ["sms"]
             })),
             1024,
+            &links(),
         )
         .unwrap_err();
         assert_eq!(
@@ -474,6 +532,7 @@ mod tests {
                 "type": "t", "title": "x", "message": "", "channels": ["email"]
             })),
             1024,
+            &links(),
         )
         .unwrap_err();
         assert_eq!(
@@ -493,12 +552,12 @@ mod tests {
             "recipients": ["u"], "broadcast": true, "type": "t", "title": "x", "message": ""
         }));
         assert_eq!(
-            fields(NewNotification::parse(two, 10).unwrap_err()),
+            fields(NewNotification::parse(two, 10, &links()).unwrap_err()),
             ["body"]
         );
         let none = body(serde_json::json!({"type": "t", "title": "x", "message": ""}));
         assert_eq!(
-            fields(NewNotification::parse(none, 10).unwrap_err()),
+            fields(NewNotification::parse(none, 10, &links()).unwrap_err()),
             ["body"]
         );
     }
@@ -510,7 +569,7 @@ mod tests {
             "data": {"blob": "x".repeat(100)}
         }));
         assert_eq!(
-            fields(NewNotification::parse(big, 50).unwrap_err()),
+            fields(NewNotification::parse(big, 50, &links()).unwrap_err()),
             ["body.data"]
         );
     }

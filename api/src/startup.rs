@@ -16,6 +16,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use herald_core::auth::Verifier;
 use herald_core::keys::Keys;
+use herald_core::origins::AllowedOrigins;
 use herald_core::wire::ServerMessage;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -44,6 +45,8 @@ pub struct Shared {
     pub relay_wake: Notify,
     pub relay_poll: Duration,
     pub max_data_bytes: usize,
+    /// Origins an absolute `action_url` may point at.
+    pub link_origins: AllowedOrigins,
     pub request_timeout: Duration,
     /// Set only when HERALD_DEV_TOKENS is on (and the secret is HS256).
     pub dev_token_secret: Option<herald_core::secret::Secret>,
@@ -112,6 +115,9 @@ impl App {
             relay_wake: Notify::new(),
             relay_poll: Duration::from_millis(config.relay_poll_ms),
             max_data_bytes: config.max_data_bytes,
+            link_origins: origins
+                .with(&config.link_origins)
+                .context("HERALD_LINK_ORIGINS")?,
             request_timeout: config.request_timeout(),
             dev_token_secret: config.jwt.secret.clone().filter(|_| config.dev_tokens),
         });

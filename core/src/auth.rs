@@ -51,6 +51,8 @@ pub enum AuthError {
     WrongAudience,
     #[error("token claims are missing or invalid")]
     InvalidClaims,
+    #[error("token subject (sub) must be 1 to 128 characters without control characters")]
+    InvalidSubject,
 }
 
 impl AuthError {
@@ -66,6 +68,7 @@ impl AuthError {
             AuthError::WrongIssuer => "wrong_issuer",
             AuthError::WrongAudience => "wrong_audience",
             AuthError::InvalidClaims => "invalid_claims",
+            AuthError::InvalidSubject => "invalid_subject",
         }
     }
 }
@@ -153,6 +156,23 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// The Redis channels this grant may hear on a connection: the user's own, broadcast, and one
+    /// per role. A refreshed token's grant replaces the old one, channels included.
+    pub fn channels(&self, keys: &crate::keys::Keys) -> Vec<String> {
+        let mut channels = vec![keys.user_channel(&self.sub), keys.broadcast_channel()];
+        channels.extend(self.roles.iter().map(|r| keys.role_channel(r)));
+        channels
+    }
+
+    /// Checks that `fresh` may replace this grant on an open connection: only the same user
+    /// may refresh it. The fresh grant then applies whole (roles, scope and expiry).
+    pub fn refresh(&self, fresh: Claims) -> Result<Claims, RefreshError> {
+        if fresh.sub != self.sub {
+            return Err(RefreshError::OtherUser);
+        }
+        Ok(fresh)
+    }
+
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }
@@ -160,6 +180,13 @@ impl Claims {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
     }
+}
+
+/// Why a fresh token cannot replace a connection's grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshError {
+    #[error("the new token is for another user")]
+    OtherUser,
 }
 
 /// The token body as sent; what is not here is ignored.
@@ -177,8 +204,17 @@ pub struct TokenClaims {
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// One audience or several (RFC 7519 §4.1.3 allows both).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<Audiences>,
+}
+
+/// The `aud` claim: a string or an array of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audiences {
+    One(String),
+    Many(Vec<String>),
 }
 
 impl TokenClaims {
@@ -273,8 +309,10 @@ impl Verifier {
         let data = jsonwebtoken::decode::<TokenClaims>(token, &self.key, &self.validation)
             .map_err(|e| classify(e.kind()))?;
         let c = data.claims;
-        let sub_len = c.sub.chars().count();
-        if sub_len == 0 || sub_len > MAX_USER_ID_CHARS || !c.roles.iter().all(|r| valid_role(r)) {
+        if !valid_user_id(&c.sub) {
+            return Err(AuthError::InvalidSubject);
+        }
+        if !c.roles.iter().all(|r| valid_role(r)) {
             return Err(AuthError::InvalidClaims);
         }
         Ok(Claims {
@@ -306,6 +344,30 @@ fn header_algorithm(token: &str) -> Option<Result<Algorithm, String>> {
     let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     let name = value.get("alg")?.as_str()?.to_owned();
     Some(name.parse::<Algorithm>().map_err(|_| name))
+}
+
+/// Is `id` usable as a user id: 1 to [`MAX_USER_ID_CHARS`] characters, none of them a control
+/// character (NUL cannot be stored by Postgres; line breaks would forge log lines and headers).
+/// It becomes part of a Redis channel, a Socket.IO room and Postgres rows.
+pub fn valid_user_id(id: &str) -> bool {
+    let n = id.chars().count();
+    (1..=MAX_USER_ID_CHARS).contains(&n) && !id.chars().any(char::is_control)
+}
+
+/// The token of an `Authorization` header value: the scheme `Bearer` in any case (RFC 9110
+/// §11.1), then one or more spaces or tabs, then the token, which holds no whitespace itself.
+/// Used for every header that carries a token (REST, the WebSocket handshake, Socket.IO).
+pub fn bearer_token(value: &str) -> Result<&str, AuthError> {
+    let value = value.trim_matches([' ', '\t']);
+    let (scheme, rest) = value.split_once([' ', '\t']).ok_or(AuthError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::Malformed);
+    }
+    let token = rest.trim_start_matches([' ', '\t']);
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        return Err(AuthError::Malformed);
+    }
+    Ok(token)
 }
 
 /// Is `role` usable as a role name (it becomes part of a Redis channel and a Socket.IO namespace)?
@@ -345,6 +407,11 @@ pub fn mint_hs256(secret: &Secret, claims: &TokenClaims) -> String {
         &EncodingKey::from_secret(secret.expose().as_bytes()),
     )
     .expect("HS256 signing with an in-memory secret cannot fail")
+}
+
+/// Time left until `exp` (unix seconds); zero when it has passed.
+pub fn until_exp(exp: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(exp.saturating_sub(now_unix()))
 }
 
 /// Unix seconds now.
@@ -400,6 +467,135 @@ mod tests {
         c.roles = vec!["bad role".into()];
         let t = mint_hs256(&Secret::new("s3cret"), &c);
         assert_eq!(v.verify(&t), Err(AuthError::InvalidClaims));
+    }
+
+    #[test]
+    fn a_subject_with_a_control_character_is_refused_with_its_own_reason() {
+        let v = Verifier::new(&settings()).unwrap();
+        for sub in ["nul\u{0}user", "line\nbreak", "", &"x".repeat(129)] {
+            let mut c = claims(now_unix() + 60);
+            c.sub = sub.to_owned();
+            let t = mint_hs256(&Secret::new("s3cret"), &c);
+            assert_eq!(v.verify(&t), Err(AuthError::InvalidSubject), "{sub:?}");
+        }
+        assert_eq!(AuthError::InvalidSubject.reason(), "invalid_subject");
+    }
+
+    #[test]
+    fn the_audience_may_be_a_string_or_an_array_holding_the_configured_one() {
+        let v = Verifier::new(&JwtSettings {
+            audience: Some("herald".into()),
+            ..settings()
+        })
+        .unwrap();
+        let with = |aud: Option<Audiences>| {
+            let mut c = claims(now_unix() + 60);
+            c.aud = aud;
+            v.verify(&mint_hs256(&Secret::new("s3cret"), &c))
+        };
+        assert!(with(Some(Audiences::One("herald".into()))).is_ok());
+        assert!(with(Some(Audiences::Many(vec!["other".into(), "herald".into()]))).is_ok());
+        assert_eq!(
+            with(Some(Audiences::Many(vec!["other".into()]))),
+            Err(AuthError::WrongAudience)
+        );
+        assert_eq!(with(None), Err(AuthError::InvalidClaims));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_the_token_one_word() {
+        for ok in ["Bearer abc", "bearer abc", "BEARER abc", "  Bearer\t abc  "] {
+            assert_eq!(bearer_token(ok), Ok("abc"), "{ok:?}");
+        }
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Basic abc",
+            "Bearerabc",
+            "Bearer a b",
+            "",
+        ] {
+            assert_eq!(bearer_token(bad), Err(AuthError::Malformed), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_refresh_keeps_the_user_and_replaces_the_rest() {
+        let v = Verifier::new(&settings()).unwrap();
+        let old = v
+            .verify(&mint_hs256(
+                &Secret::new("s3cret"),
+                &claims(now_unix() + 60),
+            ))
+            .unwrap();
+        let mut fewer = claims(now_unix() + 600);
+        fewer.roles = vec![];
+        let fewer = v
+            .verify(&mint_hs256(&Secret::new("s3cret"), &fewer))
+            .unwrap();
+        let keys = crate::keys::Keys::new("h");
+        let granted = old.refresh(fewer).unwrap();
+        assert_eq!(granted.channels(&keys), ["h:user:alice", "h:broadcast"]);
+        let mut other = claims(now_unix() + 60);
+        other.sub = "mallory".into();
+        let other = v
+            .verify(&mint_hs256(&Secret::new("s3cret"), &other))
+            .unwrap();
+        assert_eq!(old.refresh(other), Err(RefreshError::OtherUser));
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            // HERALD_FUZZ_CASES=<n> for a longer run by hand (docs/operations.md).
+            #![proptest_config(ProptestConfig::with_cases(
+                std::env::var("HERALD_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000)
+            ))]
+
+            /// Anything a client can send as a token: refused, never a panic.
+            #[test]
+            fn arbitrary_text_is_never_a_token(text in any::<String>()) {
+                let v = Verifier::new(&settings()).unwrap();
+                prop_assert!(v.verify(&text).is_err());
+            }
+
+            /// A token signed with the right key, whatever its sub and roles hold: accepted
+            /// exactly when they pass the edge's rules, and then read back unchanged.
+            #[test]
+            fn signed_claims_are_accepted_only_when_valid(
+                sub in any::<String>(),
+                roles in proptest::collection::vec(any::<String>(), 0..3),
+            ) {
+                let v = Verifier::new(&settings()).unwrap();
+                let mut c = claims(now_unix() + 60);
+                c.sub = sub.clone();
+                c.roles = roles.clone();
+                let got = v.verify(&mint_hs256(&Secret::new("s3cret"), &c));
+                let valid = valid_user_id(&sub) && roles.iter().all(|r| valid_role(r));
+                prop_assert_eq!(got.is_ok(), valid, "{:?}", got);
+                if let Ok(claims) = got {
+                    prop_assert_eq!(claims.sub, sub);
+                    prop_assert_eq!(claims.roles, roles);
+                }
+            }
+
+            /// One character of a good token changed: refused, or (a change the encoding
+            /// ignores) the very same claims; never someone else's.
+            #[test]
+            fn a_tampered_token_gives_nothing_new(at in any::<prop::sample::Index>(), with in any::<char>()) {
+                let v = Verifier::new(&settings()).unwrap();
+                let good = mint_hs256(&Secret::new("s3cret"), &claims(now_unix() + 60));
+                let mut chars: Vec<char> = good.chars().collect();
+                let i = at.index(chars.len());
+                chars[i] = with;
+                let tampered: String = chars.into_iter().collect();
+                if let Ok(c) = v.verify(&tampered) {
+                    prop_assert_eq!(c, v.verify(&good).unwrap());
+                }
+            }
+        }
     }
 
     #[test]

@@ -69,6 +69,32 @@ impl AllowedOrigins {
         self.origins.iter().any(|o| o == origin)
     }
 
+    /// Is `url` an absolute http(s) URL, without user name or password, on one of these
+    /// origins?
+    pub fn allows_url(&self, url: &str) -> bool {
+        Url::parse(url).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.username().is_empty()
+                && u.password().is_none()
+                && self.allows(&u.origin().ascii_serialization())
+        })
+    }
+
+    /// These origins plus `more` (normalised the same way).
+    pub fn with<S: AsRef<str>>(&self, more: &[S]) -> Result<Self, OriginError> {
+        let mut origins = self.origins.clone();
+        for entry in more.iter().map(|e| e.as_ref().trim()) {
+            if entry.is_empty() {
+                continue;
+            }
+            let origin = normalise(entry)?;
+            if !origins.contains(&origin) {
+                origins.push(origin);
+            }
+        }
+        Ok(Self { origins })
+    }
+
     pub fn as_slice(&self) -> &[String] {
         &self.origins
     }
@@ -124,6 +150,20 @@ mod tests {
         assert!(!o.allows("http://127.0.0.1:3002"));
         assert!(!o.allows("null"));
         assert!(!o.allows("http://127.0.0.1:3000/"));
+    }
+
+    #[test]
+    fn a_url_is_allowed_only_on_an_allowed_origin() {
+        let o = AllowedOrigins::parse(&["https://app.example"], "http://127.0.0.1:8000").unwrap();
+        assert!(o.allows_url("https://app.example/goals/1?x=2"));
+        assert!(o.allows_url("http://127.0.0.1:8000/"));
+        assert!(!o.allows_url("https://evil.example/x"));
+        assert!(!o.allows_url("https://app.example.evil.example/x"));
+        assert!(!o.allows_url("https://user@app.example/x"));
+        assert!(!o.allows_url("javascript:alert(1)"));
+        assert!(!o.allows_url("/relative"));
+        let more = o.with(&["https://links.example"]).unwrap();
+        assert!(more.allows_url("https://links.example/a"));
     }
 
     #[test]

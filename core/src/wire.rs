@@ -98,6 +98,11 @@ pub enum ServerMessage {
     Refetch {
         reason: String,
     },
+    /// A fresh token (`auth:<jwt>`) replaced the connection's grant: channels of roles it no
+    /// longer carries are already left; the connection now ends at `exp` (unix seconds).
+    TokenRefreshed {
+        exp: u64,
+    },
 }
 
 impl ServerMessage {

@@ -156,11 +156,8 @@ fn upgrade(req: &mut Request<Incoming>, app: &Arc<Shared>) -> Response<Body> {
         req.headers()
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(|t| t.trim().to_owned())
+            .and_then(|v| herald_core::auth::bearer_token(v).ok())
+            .map(str::to_owned)
     });
     let token = token.unwrap_or_default();
     let claims = match app.ctx.verifier.verify(&token) {

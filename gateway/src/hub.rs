@@ -224,6 +224,48 @@ impl Hub {
         (id, ready)
     }
 
+    /// Moves a connection from the channels of its old grant to those of its new one (a token
+    /// refresh): it leaves `old` ∖ `new` at once, so nothing more from those reaches it, and joins
+    /// `new` ∖ `old`; the receivers fire once the joined channels are subscribed.
+    pub fn regrant(
+        &self,
+        id: ConnId,
+        old: &[String],
+        new: &[String],
+    ) -> Vec<oneshot::Receiver<()>> {
+        let mut st = self.state.write().expect("hub lock");
+        let Some(member) = st.conns.get(&id).cloned() else {
+            return Vec::new();
+        };
+        let mut poke = false;
+        for name in old.iter().filter(|c| !new.contains(c)) {
+            if let Some(ch) = st.channels.get_mut(name) {
+                ch.members.remove(&id);
+                if ch.members.is_empty() {
+                    st.dirty.insert(name.clone());
+                    poke = true;
+                }
+            }
+        }
+        let mut ready = Vec::new();
+        for name in new.iter().filter(|c| !old.contains(c)) {
+            let ch = st.channels.entry(name.clone()).or_default();
+            ch.members.insert(id, member.clone());
+            if !ch.subscribed {
+                let (tx, rx) = oneshot::channel();
+                ch.waiters.push(tx);
+                ready.push(rx);
+                st.dirty.insert(name.clone());
+                poke = true;
+            }
+        }
+        drop(st);
+        if poke {
+            self.dirty.notify_one();
+        }
+        ready
+    }
+
     /// Removes a connection from its channels.
     pub fn leave(&self, id: ConnId, channels: &[String]) {
         let mut st = self.state.write().expect("hub lock");

@@ -8,6 +8,7 @@
 //! - [`startup`]: builds the gateway, accept loop, drain on shutdown.
 //! - [`http`]: handshake checks (origin, token, limits) and the upgrade; health and metrics.
 //! - [`session`]: one connection: reader and writer tasks, commands, resume, heartbeat, expiry.
+//! - [`commands`]: client text commands parsed into a type (fuzzed).
 //! - [`frames`]: client frame checks and reassembly under a size cap; close codes.
 //! - [`shared_io`]: the socket shared by reader, writer and the lingering close.
 //! - [`writer`]: a write half that sends queued frames in one write and holds no idle buffer.
@@ -21,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api_client;
+pub mod commands;
 pub mod config;
 pub mod fanout;
 pub mod frames;

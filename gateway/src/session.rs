@@ -10,14 +10,15 @@
 //! outlives the old token's expiry). Anything else → an `error` frame.
 
 use crate::api_client::{ApiClient, MarkRead, ReplayError};
+use crate::commands::{self, Command};
 use crate::frames::{self, Assembler, Message};
-use crate::hub::{Admission, ConnShared, Delivery, Hub, Outbound, close};
+use crate::hub::{Admission, ConnId, ConnShared, Delivery, Hub, Outbound, close};
 use crate::metrics::Metrics;
 use crate::shared_io::SharedIo;
 use crate::writer::Coalescing;
 use bytes::Bytes;
 use fastwebsockets::{Frame, Payload, WebSocket, WebSocketError, WebSocketRead, WebSocketWrite};
-use herald_core::auth::{Claims, Verifier, now_unix};
+use herald_core::auth::{Claims, RefreshError, Verifier, until_exp};
 use herald_core::keys::Keys;
 use herald_core::wire::{Notification, ServerMessage};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,32 +72,68 @@ pub struct Session {
     pub since: Option<Since>,
 }
 
-/// The token a connection currently holds (it may be refreshed over the socket), and when it
-/// expires on tokio's clock (so paused-time tests see the same deadline the code does).
-struct TokenState {
-    token: Mutex<String>,
-    deadline: Mutex<Instant>,
+/// What the connection's current token grants (user, roles, expiry) and the channels it is in
+/// because of it. An `auth:<jwt>` refresh replaces all of it at once.
+struct Grant {
+    token: String,
+    claims: Claims,
+    channels: Vec<String>,
+    /// When the token expires, on tokio's clock (so paused-time tests see the same deadline
+    /// the code does).
+    deadline: Instant,
 }
 
-impl TokenState {
-    fn new(token: String, exp: u64) -> Self {
-        Self {
-            token: Mutex::new(token),
-            deadline: Mutex::new(Instant::now() + until_exp(exp)),
-        }
+struct GrantState(Mutex<Grant>);
+
+impl GrantState {
+    fn new(token: String, claims: Claims, channels: Vec<String>) -> Self {
+        let deadline = Instant::now() + until_exp(claims.exp);
+        Self(Mutex::new(Grant {
+            token,
+            claims,
+            channels,
+            deadline,
+        }))
     }
 
-    fn refresh(&self, token: &str, exp: u64) {
-        *self.token.lock().expect("token lock") = token.to_owned();
-        *self.deadline.lock().expect("token lock") = Instant::now() + until_exp(exp);
+    fn lock(&self) -> std::sync::MutexGuard<'_, Grant> {
+        self.0.lock().expect("grant lock")
     }
 
     fn current(&self) -> String {
-        self.token.lock().expect("token lock").clone()
+        self.lock().token.clone()
     }
 
     fn deadline(&self) -> Instant {
-        *self.deadline.lock().expect("token lock")
+        self.lock().deadline
+    }
+
+    fn channels(&self) -> Vec<String> {
+        self.lock().channels.clone()
+    }
+
+    /// Replaces the grant with a fresh token's (same user only): channels of roles it no longer
+    /// carries are left before this returns, new ones joined.
+    fn refresh(
+        &self,
+        ctx: &Context,
+        id: ConnId,
+        token: &str,
+        fresh: Claims,
+    ) -> Result<u64, RefreshError> {
+        let mut grant = self.lock();
+        let claims = grant.claims.refresh(fresh)?;
+        let channels = claims.channels(&ctx.keys);
+        // Not awaited: a role joined now is live once subscribed, like at the handshake.
+        let _ready = ctx.hub.regrant(id, &grant.channels, &channels);
+        let exp = claims.exp;
+        *grant = Grant {
+            token: token.to_owned(),
+            deadline: Instant::now() + until_exp(exp),
+            claims,
+            channels,
+        };
+        Ok(exp)
     }
 }
 
@@ -116,13 +153,6 @@ impl Liveness {
         let now = self.epoch.elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
     }
-}
-
-/// The Redis channels a user's connection listens on.
-pub fn channels_for(keys: &Keys, claims: &Claims) -> Vec<String> {
-    let mut channels = vec![keys.user_channel(&claims.sub), keys.broadcast_channel()];
-    channels.extend(claims.roles.iter().map(|r| keys.role_channel(r)));
-    channels
 }
 
 fn text(message: &ServerMessage) -> Delivery {
@@ -161,18 +191,18 @@ pub async fn serve<S>(
     });
     let socket = socket.into_inner().expect("split hands over the socket");
 
-    let channels = channels_for(&ctx.keys, &session.claims);
+    let channels = session.claims.channels(&ctx.keys);
     let (tx, rx) = mpsc::channel(ctx.outbound_queue);
     let shared = Arc::new(ConnShared::default());
     let (id, ready) = ctx.hub.join(&channels, tx.clone(), shared.clone());
     ctx.metrics.connections.inc();
 
-    let token = Arc::new(TokenState::new(session.token, session.claims.exp));
+    let user = session.claims.sub.clone();
+    let token = Arc::new(GrantState::new(session.token, session.claims, channels));
     let liveness = Arc::new(Liveness {
         epoch: Instant::now(),
         last_ms: AtomicU64::new(0),
     });
-    let user = session.claims.sub.clone();
 
     let mut reader = tokio::spawn(read_loop(
         read,
@@ -180,7 +210,7 @@ pub async fn serve<S>(
         ctx.clone(),
         token.clone(),
         liveness.clone(),
-        user.clone(),
+        id,
     ));
     let mut writer = tokio::spawn(write_loop(
         write,
@@ -188,7 +218,7 @@ pub async fn serve<S>(
         ready,
         ctx.clone(),
         shared.clone(),
-        token,
+        token.clone(),
         liveness,
         user,
         session.since,
@@ -222,7 +252,7 @@ pub async fn serve<S>(
             }
         }
     };
-    ctx.hub.leave(id, &channels);
+    ctx.hub.leave(id, &token.channels());
     ctx.metrics.connections.dec();
     drop(admission);
     socket.linger(complete, LINGER).await;
@@ -272,9 +302,9 @@ async fn read_loop<S>(
     mut ws: WebSocketRead<SharedIo<S>>,
     tx: mpsc::Sender<Outbound>,
     ctx: Arc<Context>,
-    token: Arc<TokenState>,
+    token: Arc<GrantState>,
     liveness: Arc<Liveness>,
-    user: String,
+    id: ConnId,
 ) -> ReadEnd
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -303,7 +333,17 @@ where
             Err(v) => return ReadEnd::Violation(v.0),
         };
         let reply = match message {
+            // Control frames count against the message rate too: past it a ping gets no pong
+            // (answering a flood would make the gateway send one frame per frame received).
+            Message::Ping(_) if !bucket.take() => {
+                ctx.metrics
+                    .dropped
+                    .with_label_values(&["rate_limited"])
+                    .inc();
+                None
+            }
             Message::Ping(payload) => Some(Outbound::Pong(payload.into())),
+            Message::Pong if !bucket.take() => None,
             Message::Pong => None,
             Message::Close(code) => return ReadEnd::Closed(code),
             Message::Binary => Some(Outbound::frame(error_frame(
@@ -313,7 +353,7 @@ where
                 let _ = t;
                 Some(Outbound::frame(error_frame("too many messages: slow down")))
             }
-            Message::Text(t) => command(&t, &ctx, &token, &user, &tx),
+            Message::Text(t) => command(&t, &ctx, &token, id, &tx),
         };
         if let Some(out) = reply
             && tx.send(out).await.is_err()
@@ -327,68 +367,60 @@ where
 fn command(
     text: &str,
     ctx: &Arc<Context>,
-    token: &Arc<TokenState>,
-    user: &str,
+    token: &Arc<GrantState>,
+    id: ConnId,
     tx: &mpsc::Sender<Outbound>,
 ) -> Option<Outbound> {
-    let text = text.trim();
-    if text == "ping" {
-        return Some(Outbound::frame(Delivery {
-            bytes: Bytes::from_static(b"pong"),
-            seq: None,
-        }));
-    }
-    let (kind, raw) = match text.split_once(':') {
-        Some(("mark_read", raw)) => ("mark_read", raw),
-        Some(("ack", raw)) => ("ack", raw),
-        _ => ("", ""),
+    let (kind, notification) = match commands::parse(text) {
+        Command::Ping => {
+            return Some(Outbound::frame(Delivery {
+                bytes: Bytes::from_static(b"pong"),
+                seq: None,
+            }));
+        }
+        Command::MarkRead(n) => ("mark_read", n),
+        Command::Ack(n) => ("ack", n),
+        Command::Auth(fresh) => return Some(Outbound::frame(refresh(ctx, token, id, fresh))),
+        Command::Invalid(why) => return Some(Outbound::frame(error_frame(why))),
+        Command::Unknown => return Some(Outbound::frame(error_frame("unknown command"))),
     };
-    if !kind.is_empty() {
-        let Ok(id) = Uuid::parse_str(raw.trim()) else {
-            return Some(Outbound::frame(error_frame(&format!(
-                "{kind} needs a notification id"
-            ))));
+    let (ctx, tx) = (ctx.clone(), tx.clone());
+    let current = token.current();
+    tokio::spawn(async move {
+        let done = if kind == "ack" {
+            ctx.api.mark_seen(&current, notification).await
+        } else {
+            ctx.api.mark_read(&current, notification).await
         };
-        let (ctx, tx) = (ctx.clone(), tx.clone());
-        let current = token.current();
-        tokio::spawn(async move {
-            let done = if kind == "ack" {
-                ctx.api.mark_seen(&current, id).await
-            } else {
-                ctx.api.mark_read(&current, id).await
-            };
-            let answer = match done {
-                MarkRead::Done => return,
-                MarkRead::NotFound => "Notification not found".to_owned(),
-                MarkRead::Failed(why) => {
-                    tracing::warn!(cause = %why, command = kind, "the api call failed");
-                    "could not record that, try again".to_owned()
-                }
-            };
-            let _ = tx.send(Outbound::frame(error_frame(&answer))).await;
-        });
-        return None;
-    }
-    if let Some(fresh) = text.strip_prefix("auth:") {
-        let fresh = fresh.trim();
-        return match ctx.verifier.verify(fresh) {
-            Ok(claims) if claims.sub == user => {
-                token.refresh(fresh, claims.exp);
-                None
-            }
-            Ok(_) => Some(Outbound::frame(error_frame(
-                "the new token is for another user",
-            ))),
-            Err(e) => {
-                ctx.metrics
-                    .auth_failures
-                    .with_label_values(&[e.reason()])
-                    .inc();
-                Some(Outbound::frame(error_frame(&format!("token refused: {e}"))))
+        let answer = match done {
+            MarkRead::Done => return,
+            MarkRead::NotFound => "Notification not found".to_owned(),
+            MarkRead::Failed(why) => {
+                tracing::warn!(cause = %why, command = kind, "the api call failed");
+                "could not record that, try again".to_owned()
             }
         };
+        let _ = tx.send(Outbound::frame(error_frame(&answer))).await;
+    });
+    None
+}
+
+/// `auth:<jwt>`: the fresh token's grant replaces the connection's (same user only); the answer
+/// is `token_refreshed`, sent after the channels of dropped roles were left.
+fn refresh(ctx: &Context, token: &GrantState, id: ConnId, fresh: &str) -> Delivery {
+    match ctx.verifier.verify(fresh) {
+        Ok(claims) => match token.refresh(ctx, id, fresh, claims) {
+            Ok(exp) => text(&ServerMessage::TokenRefreshed { exp }),
+            Err(e) => error_frame(&e.to_string()),
+        },
+        Err(e) => {
+            ctx.metrics
+                .auth_failures
+                .with_label_values(&[e.reason()])
+                .inc();
+            error_frame(&format!("token refused: {e}"))
+        }
     }
-    Some(Outbound::frame(error_frame("unknown command")))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -398,7 +430,7 @@ async fn write_loop<S>(
     ready: Vec<tokio::sync::oneshot::Receiver<()>>,
     ctx: Arc<Context>,
     shared: Arc<ConnShared>,
-    token: Arc<TokenState>,
+    token: Arc<GrantState>,
     liveness: Arc<Liveness>,
     user: String,
     since: Option<Since>,
@@ -549,11 +581,6 @@ async fn write_loop<S>(
             }
         }
     }
-}
-
-/// Time left until `exp` (unix seconds).
-fn until_exp(exp: u64) -> Duration {
-    Duration::from_secs(exp.saturating_sub(now_unix()))
 }
 
 fn replayed(n: Notification) -> Delivery {

@@ -15,11 +15,11 @@
 
 use crate::hub::{Admission, ConnId, ConnShared, Delivery, Hub, Outbound, Refusal};
 use crate::metrics::Metrics;
-use herald_core::auth::{Verifier, valid_role};
+use herald_core::auth::{RefreshError, Verifier, bearer_token, until_exp, valid_role};
 use herald_core::keys::Keys;
 use serde::Deserialize;
 use socketioxide::SocketIo;
-use socketioxide::extract::{SocketRef, TryData};
+use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::Sid;
 use std::collections::HashMap;
@@ -70,6 +70,29 @@ struct Bridge {
 struct Joined {
     _admission: Admission,
     channels: Vec<String>,
+    /// The token's user, and the role the namespace needs (`None` on `/user`).
+    sub: String,
+    role: Option<String>,
+    /// Ends the socket when its token expires; replaced by a refresh.
+    expiry: JoinHandle<()>,
+}
+
+/// What a client sees when its token expires: this event, then the disconnect.
+pub const EXPIRED_EVENT: &str = "token_expired";
+/// What a client sends to refresh its token: `socket.emit("auth", {token}, ack)`.
+pub const REFRESH_EVENT: &str = "auth";
+
+/// Disconnects `s` when `exp` passes, after telling it why.
+fn expire_at(s: &SocketRef, exp: u64) -> JoinHandle<()> {
+    let s = s.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(until_exp(exp)).await;
+        let _ = s.emit(
+            EXPIRED_EVENT,
+            &serde_json::json!({"message": "token expired: reconnect with a fresh token"}),
+        );
+        let _ = s.disconnect();
+    })
 }
 
 pub struct SocketIoState {
@@ -112,6 +135,17 @@ impl SocketIoState {
         let connected = move |s: SocketRef| {
             let st = st.clone();
             async move {
+                let refresh = st.clone();
+                s.on(
+                    REFRESH_EVENT,
+                    move |s: SocketRef, TryData(auth): TryData<AuthPayload>, ack: AckSender| {
+                        let st = refresh.clone();
+                        async move {
+                            let answer = st.refresh(&s, auth.ok().and_then(|a| a.token));
+                            let _ = ack.send(&answer);
+                        }
+                    },
+                );
                 s.on_disconnect(move |s: SocketRef| {
                     let st = st.clone();
                     async move { st.leave(&s) }
@@ -137,12 +171,18 @@ impl SocketIoState {
         if self.draining.load(Ordering::SeqCst) {
             return refuse("this gateway is restarting: reconnect");
         }
-        let token = auth_token.or_else(|| {
-            let q = s.req_parts().uri.query()?;
-            form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "token")
-                .map(|(_, v)| v.into_owned())
-        });
+        let parts = s.req_parts();
+        let token = auth_token
+            .or_else(|| {
+                let q = parts.uri.query()?;
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "token")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .or_else(|| {
+                let header = parts.headers.get(hyper::header::AUTHORIZATION)?;
+                bearer_token(header.to_str().ok()?).ok().map(str::to_owned)
+            });
         let claims = match self.verifier.verify(token.as_deref().unwrap_or("")) {
             Ok(c) => c,
             Err(e) => {
@@ -154,6 +194,7 @@ impl SocketIoState {
             }
         };
         let ns = s.ns().to_owned();
+        let role = (ns != "/user").then(|| ns.trim_start_matches('/').to_owned());
         let channels = if ns == "/user" {
             s.join(format!("user:{}", claims.sub));
             vec![
@@ -181,6 +222,9 @@ impl SocketIoState {
         let joined = Joined {
             _admission: admission,
             channels,
+            sub: claims.sub.clone(),
+            role,
+            expiry: expire_at(s, claims.exp),
         };
         self.sockets
             .lock()
@@ -196,10 +240,48 @@ impl SocketIoState {
         Ok(())
     }
 
+    /// A fresh token for an open socket: the same user, and (on `/<role>`) still the role. It
+    /// then replaces the expiry; a token that no longer carries the namespace's role ends the
+    /// socket. The answer goes back in the client's acknowledgement.
+    fn refresh(&self, s: &SocketRef, token: Option<String>) -> serde_json::Value {
+        let claims = match self.verifier.verify(token.as_deref().unwrap_or("")) {
+            Ok(c) => c,
+            Err(e) => {
+                self.metrics
+                    .auth_failures
+                    .with_label_values(&[e.reason()])
+                    .inc();
+                return serde_json::json!({"ok": false, "error": format!("token refused: {e}")});
+            }
+        };
+        let mut sockets = self.sockets.lock().expect("sockets lock");
+        let Some(joined) = sockets.get_mut(&s.id) else {
+            return serde_json::json!({"ok": false, "error": "not connected"});
+        };
+        if claims.sub != joined.sub {
+            return serde_json::json!({"ok": false, "error": RefreshError::OtherUser.to_string()});
+        }
+        if let Some(role) = joined.role.clone()
+            && !claims.has_role(&role)
+        {
+            drop(sockets);
+            let _ = s.emit(
+                "role_revoked",
+                &serde_json::json!({"message": format!("the new token does not carry the role '{role}'")}),
+            );
+            let _ = s.clone().disconnect();
+            return serde_json::json!({"ok": false, "error": "role revoked"});
+        }
+        joined.expiry.abort();
+        joined.expiry = expire_at(s, claims.exp);
+        serde_json::json!({"ok": true, "exp": claims.exp})
+    }
+
     fn leave(&self, s: &SocketRef) {
         let Some(joined) = self.sockets.lock().expect("sockets lock").remove(&s.id) else {
             return;
         };
+        joined.expiry.abort();
         for channel in &joined.channels {
             self.bridge_leave(channel);
         }

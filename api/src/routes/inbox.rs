@@ -73,6 +73,28 @@ fn parse_int(
     }
 }
 
+/// Longest query parameter value accepted, in characters.
+const MAX_QUERY_CHARS: usize = 200;
+
+/// What every query parameter must be, whatever it is for: bounded, and free of control
+/// characters (Postgres cannot store NUL; none belongs in a filter).
+fn edge_checks(q: &HashMap<String, String>) -> Vec<FieldError> {
+    let mut problems: Vec<FieldError> = q
+        .iter()
+        .filter(|(k, v)| {
+            k.chars().chain(v.chars()).any(char::is_control) || v.chars().count() > MAX_QUERY_CHARS
+        })
+        .map(|(k, _)| {
+            FieldError::query(
+                &k.escape_debug().to_string(),
+                format!("must be at most {MAX_QUERY_CHARS} characters without control characters"),
+            )
+        })
+        .collect();
+    problems.sort_by(|a, b| a.loc.cmp(&b.loc));
+    problems
+}
+
 fn parse_bool(q: &HashMap<String, String>, name: &str) -> Result<bool, FieldError> {
     match q.get(name).map(|s| s.to_ascii_lowercase()) {
         None => Ok(false),
@@ -109,7 +131,7 @@ pub async fn list(
     User(user): User,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<NotificationList>, ApiError> {
-    let mut problems = Vec::new();
+    let mut problems = edge_checks(&q);
     let take = |r: Result<i64, FieldError>, problems: &mut Vec<FieldError>| {
         r.unwrap_or_else(|e| {
             problems.push(e);
@@ -141,6 +163,14 @@ pub async fn list(
             parsed
         }
     };
+    if let Some(kind) = q.get("notification_type")
+        && !crate::domain::valid_type(kind)
+    {
+        problems.push(FieldError::query(
+            "notification_type",
+            "must be snake_case, 1 to 64 characters",
+        ));
+    }
     let after = match q.get("after") {
         None => None,
         Some(a) => match Uuid::parse_str(a) {

@@ -32,7 +32,7 @@ pub async fn create_notification(
     Publisher(publisher): Publisher,
     body: JsonBody<PublishNotificationBody>,
 ) -> Result<Response, ApiError> {
-    let new = NewNotification::parse(body.value, state.max_data_bytes)?;
+    let new = NewNotification::parse(body.value, state.max_data_bytes, &state.link_origins)?;
     let audience = new.audience.kind();
     let (created, fresh) = if new.idempotency_key.is_some() {
         publishing::create(&state.pool, &publisher.sub, &new, &body.raw).await?

@@ -91,7 +91,7 @@ async fn tokens_that_do_not_verify_are_refused_with_401() {
                 SECRET.as_bytes(),
                 &json!({"sub": "x".repeat(129), "exp": now_unix() + 600}),
             ),
-            "token claims are missing or invalid",
+            "token subject (sub) must be 1 to 128 characters without control characters",
         ),
     ];
     for (name, token, detail) in cases {
@@ -261,4 +261,137 @@ async fn with_a_public_key_only_that_algorithm_issuer_and_audience_pass() {
         status_of(&app, &rs(&no_aud)).await.0,
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// The raw HTTP request, so a header or query can carry exactly what an attacker sends.
+async fn get_with(app: &TestApp, path: &str, authorization: &str) -> (StatusCode, Value) {
+    let resp = app
+        .http
+        .get(app.url(path))
+        .header("authorization", authorization)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_nul_in_any_query_parameter_is_a_422_naming_it_never_a_500() {
+    let app = spawn_app().await;
+    let alice = token("alice", &[], None);
+    for name in [
+        "skip",
+        "limit",
+        "unread_only",
+        "notification_type",
+        "priority",
+        "after",
+    ] {
+        for value in ["%00", "a%00b", "x%0Ay"] {
+            let (status, body) = get_with(
+                &app,
+                &format!("/api/notifications?{name}={value}"),
+                &format!("Bearer {alice}"),
+            )
+            .await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{name}={value}");
+            assert_eq!(
+                body["detail"][0]["loc"],
+                json!(["query", name]),
+                "{name}={value}"
+            );
+        }
+    }
+    let (status, body) = get_with(
+        &app,
+        "/api/notifications?notification_type=Not-A-Type",
+        &format!("Bearer {alice}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body["detail"][0]["loc"],
+        json!(["query", "notification_type"])
+    );
+}
+
+#[tokio::test]
+async fn a_subject_with_a_nul_or_a_line_break_is_refused_everywhere_and_counted() {
+    let app = spawn_app().await;
+    for sub in ["nul\u{0}user", "two\nlines"] {
+        let t = hs256(
+            SECRET.as_bytes(),
+            &json!({"sub": sub, "exp": now_unix() + 600}),
+        );
+        for (method, path) in [
+            (Method::GET, "/api/notifications"),
+            (Method::GET, "/api/notifications/stats"),
+            (Method::PUT, "/api/notifications/mark-all-read"),
+        ] {
+            let a = app.call(method.clone(), path, Some(&t), None).await;
+            assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{sub:?} {path}");
+            assert!(a.body["detail"].as_str().unwrap().contains("subject"));
+        }
+    }
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("reason=\"invalid_subject\"") && l.ends_with(" 6")),
+        "{metrics}"
+    );
+    assert_eq!(app.stored_rows().await, (0, 0), "nothing written");
+}
+
+#[tokio::test]
+async fn the_audience_may_be_an_array_and_the_scheme_any_case() {
+    let db = fresh_database().await;
+    let mut config = test_config(&db, &redis_url());
+    config.jwt.audience = Some("herald".into());
+    let app = spawn_with(config).await;
+    let with_aud = |aud: Value| {
+        hs256(
+            SECRET.as_bytes(),
+            &json!({"sub": "alice", "aud": aud, "exp": now_unix() + 600}),
+        )
+    };
+    for aud in [json!("herald"), json!(["crm", "herald"])] {
+        let t = with_aud(aud.clone());
+        assert_eq!(status_of(&app, &t).await.0, StatusCode::OK, "{aud}");
+    }
+    assert_eq!(
+        status_of(&app, &with_aud(json!(["crm"]))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let t = with_aud(json!("herald"));
+    for header in [
+        format!("Bearer {t}"),
+        format!("BEARER {t}"),
+        format!("bearer  {t}"),
+    ] {
+        assert_eq!(
+            get_with(&app, "/api/notifications", &header).await.0,
+            StatusCode::OK
+        );
+    }
+    for header in [
+        format!("Bearer{t}"),
+        format!("Basic {t}"),
+        format!("Bearer {t} x"),
+    ] {
+        assert_eq!(
+            get_with(&app, "/api/notifications", &header).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{header:.12}"
+        );
+    }
 }

@@ -294,3 +294,39 @@ async fn recipient_addresses_and_names_the_mailer_cannot_write_are_refused_and_n
     assert_eq!(good.status, StatusCode::CREATED, "{}", good.body);
     assert_eq!(app.stored_rows().await, (1, 2));
 }
+
+#[tokio::test]
+async fn an_action_url_a_browser_would_follow_to_another_host_is_refused() {
+    let app = spawn_app().await;
+    let publisher = publisher_token();
+    for url in [
+        "/\\evil.example/x",
+        "/\t/evil.example/x",
+        "//evil.example/x",
+        "https://evil.example/x",
+        "javascript:alert(1)",
+    ] {
+        let a = app
+            .call(
+                Method::POST,
+                "/api/notifications",
+                Some(&publisher),
+                Some(&with("action_url", json!(url))),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{url:?}");
+        assert_eq!(loc(&a), json!(["body", "action_url"]), "{url:?}");
+    }
+    for url in ["/goals/1/respond", "http://127.0.0.1:8000/inbox"] {
+        let a = app
+            .call(
+                Method::POST,
+                "/api/notifications",
+                Some(&publisher),
+                Some(&with("action_url", json!(url))),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{url:?}");
+    }
+    assert_eq!(app.stored_rows().await, (2, 2));
+}

@@ -484,6 +484,15 @@ impl SioClient {
         (v["event"].as_str().unwrap().to_owned(), v["data"].clone())
     }
 
+    /// Emits `event` with `data` from the client, asking for an acknowledgement (it arrives as
+    /// a line of kind `ack`).
+    pub async fn emit(&mut self, event: &str, data: Value) {
+        let line = format!("{}\n", json!({"emit": event, "data": data}));
+        let stdin = self.child.stdin.as_mut().expect("stdin open");
+        stdin.write_all(line.as_bytes()).await.unwrap();
+        stdin.flush().await.unwrap();
+    }
+
     pub async fn stop(mut self) {
         drop(self.child.stdin.take());
         let _ = self.child.wait().await;

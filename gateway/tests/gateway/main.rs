@@ -5,6 +5,7 @@ mod bad_input;
 mod close_codes;
 mod delivery;
 mod faults;
+mod grants;
 mod helpers;
 mod resume;
 mod socketio;

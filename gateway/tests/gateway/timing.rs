@@ -147,6 +147,9 @@ async fn an_expired_token_ends_the_connection_unless_a_fresh_one_was_sent() {
         .write_frame(Frame::text(Payload::Owned(fresh.into_bytes())))
         .await
         .unwrap();
+    let ack = refreshed.read_frame().await.unwrap();
+    let ack: serde_json::Value = serde_json::from_slice(&ack.payload).unwrap();
+    assert_eq!(ack["type"], "token_refreshed", "{ack}");
     loop {
         match next(&mut refreshed).await {
             (OpCode::Ping, _) => refreshed
@@ -164,5 +167,44 @@ async fn an_expired_token_ends_the_connection_unless_a_fresh_one_was_sent() {
     assert!(
         at >= Duration::from_secs(99) && at <= Duration::from_secs(101),
         "the fresh token's expiry counts, {at:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn ping_control_frames_count_against_the_message_rate() {
+    let mut client = connect(token_with("alice", &[], None, 3_600));
+    assert_eq!(next(&mut client).await.0, OpCode::Text, "greeting");
+    // The clock stands still: only the burst allowance (2 × 20 per second) is there.
+    for _ in 0..100 {
+        client
+            .write_frame(Frame::new(
+                true,
+                OpCode::Ping,
+                None,
+                Payload::Borrowed(b"x"),
+            ))
+            .await
+            .unwrap();
+    }
+    client
+        .write_frame(Frame::text(Payload::Borrowed(b"ping")))
+        .await
+        .unwrap();
+    let mut pongs = 0;
+    loop {
+        let f = client.read_frame().await.expect("a frame");
+        match f.opcode {
+            OpCode::Pong => pongs += 1,
+            OpCode::Text => {
+                let text = String::from_utf8(f.payload.to_vec()).unwrap();
+                assert!(text.contains("too many messages"), "{text}");
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        pongs, 40,
+        "100 pings, 40 pongs: the rest were over the rate"
     );
 }

@@ -5,7 +5,7 @@
 //    "tokenIn": "auth" | "query", "transports": ["polling"]}   (transports optional)
 // Prints one JSON line per thing that happens: connect (with the transport in use), upgrade,
 // event (name and payload), connect_error (message), disconnect (reason), reconnect.
-// Exits when stdin closes.
+// Stdin lines are commands (below). Exits when stdin closes.
 import { io } from "socket.io-client";
 
 const opts = JSON.parse(process.argv[2]);
@@ -27,7 +27,20 @@ socket.on("connect_error", (err) => say({ kind: "connect_error", message: err.me
 socket.on("disconnect", (reason) => say({ kind: "disconnect", reason }));
 socket.onAny((event, data) => say({ kind: "event", event, data }));
 
-process.stdin.on("data", () => {});
+// Each stdin line is a command: {"emit": "<event>", "data": ...} emits it with an
+// acknowledgement callback, whose answer is printed as {kind: "ack", event, data}.
+let pending = "";
+process.stdin.on("data", (chunk) => {
+  pending += chunk;
+  let nl;
+  while ((nl = pending.indexOf("\n")) >= 0) {
+    const line = pending.slice(0, nl);
+    pending = pending.slice(nl + 1);
+    if (!line.trim()) continue;
+    const cmd = JSON.parse(line);
+    socket.emit(cmd.emit, cmd.data, (answer) => say({ kind: "ack", event: cmd.emit, data: answer }));
+  }
+});
 process.stdin.on("end", () => {
   socket.close();
   process.exit(0);

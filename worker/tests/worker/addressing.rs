@@ -229,7 +229,8 @@ proptest! {
             "type": "goal_assigned", "title": title, "message": "m", "channels": ["email"],
         }))
         .unwrap();
-        if let Ok(n) = NewNotification::parse(body, 1024) {
+        let links = herald_core::origins::AllowedOrigins::parse::<&str>(&[], "http://127.0.0.1:8000").unwrap();
+        if let Ok(n) = NewNotification::parse(body, 1024, &links) {
             let Audience::Users(recipients) = n.audience else { panic!("users") };
             let r = &recipients[0];
             let to = mailbox::mailbox(r.email.as_deref().unwrap(), r.name.as_deref())
