@@ -138,8 +138,27 @@ async fn publish_paced(
     results
 }
 
+/// How Postgres goes away in [`publishes_through_an_outage`].
+#[derive(Debug, Clone, Copy)]
+enum Outage {
+    /// Every connection dropped, new ones refused (the server died).
+    Cut,
+    /// Every connection open but nothing forwarded, new ones included (a lost route, a hung
+    /// server): statements in flight hang.
+    Stall,
+}
+
+#[tokio::test]
+async fn a_publish_answered_503_during_a_cut_is_never_stored_and_every_201_is_delivered() {
+    publishes_through_an_outage(Outage::Cut).await;
+}
+
 #[tokio::test]
 async fn a_publish_answered_503_during_a_stall_is_never_stored_and_every_201_is_delivered() {
+    publishes_through_an_outage(Outage::Stall).await;
+}
+
+async fn publishes_through_an_outage(kind: Outage) {
     let proxy = Proxy::start(address_of(&database_url())).await;
     let db = fresh_database().await;
     let mut config = test_config(&with_address(&db, proxy.addr), &redis_url());
@@ -147,11 +166,13 @@ async fn a_publish_answered_503_during_a_stall_is_never_stored_and_every_201_is_
     let app = spawn_with(config).await;
     let mut sub = subscribe(&[app.user_channel("alice")]).await;
 
-    // 20 publishes a second for 5 s; Postgres stops answering from 1 s to 3.5 s (connections
-    // stay open, nothing moves: statements in flight hang, as with a lost route).
+    // 20 publishes a second for 5 s; Postgres is gone from 1 s to 3.5 s.
     let outage = async {
         tokio::time::sleep(Duration::from_millis(1_000)).await;
-        proxy.stall();
+        match kind {
+            Outage::Cut => proxy.cut(),
+            Outage::Stall => proxy.stall(),
+        }
         tokio::time::sleep(Duration::from_millis(2_500)).await;
         proxy.restore();
     };

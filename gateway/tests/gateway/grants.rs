@@ -180,3 +180,20 @@ async fn a_socketio_handshake_with_a_bad_subject_is_refused() {
     );
     client.stop().await;
 }
+
+#[tokio::test]
+async fn an_audience_array_holding_the_configured_one_opens_a_websocket() {
+    let s = stack().await;
+    let gw = s.gateway(|c| c.jwt.audience = Some("herald".into())).await;
+    let addr = gw.addr.to_string();
+    let with_aud = |aud: serde_json::Value| {
+        raw_token(json!({"sub": "alice", "aud": aud, "exp": now_unix() + 600}))
+    };
+    open(&addr, &with_aud(json!(["crm", "herald"])), None).await;
+    assert_eq!(
+        try_open(&addr, &with_aud(json!(["crm"])), None, None)
+            .await
+            .err(),
+        Some(401)
+    );
+}
