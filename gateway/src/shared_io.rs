@@ -52,7 +52,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SharedIo<S> {
             if complete {
                 let _ = std::future::poll_fn(|cx| Pin::new(&mut *io.io()).poll_shutdown(cx)).await;
             }
-            let mut sink = [0u8; 1024];
+            // On the heap, and only now: an array here would sit in every connection's future.
+            let mut sink = vec![0u8; 1024];
             while let Ok(n) = io.read(&mut sink).await {
                 if n == 0 {
                     break;

@@ -573,9 +573,26 @@ impl<'f, S> WebSocket<S> {
 
 const MAX_HEADER_SIZE: usize = 14;
 
+/// Herald: the first read into an empty buffer. A read into a stack array of the largest frame
+/// header, so waiting for data costs no heap; what arrived is then copied into `buffer`, which
+/// is sized for a small frame. Returns how many bytes were read (0 at EOF).
+async fn fill_empty<S>(buffer: &mut BytesMut, stream: &mut S) -> std::io::Result<usize>
+where
+  S: AsyncRead + Unpin,
+{
+  let mut head = [0u8; MAX_HEADER_SIZE];
+  let n = stream.read(&mut head).await?;
+  if n > 0 {
+    buffer.reserve(512);
+    buffer.extend_from_slice(&head[..n]);
+  }
+  Ok(n)
+}
+
 impl ReadHalf {
   pub fn after_handshake(role: Role) -> Self {
-    let buffer = BytesMut::with_capacity(8192);
+    // Herald: no buffer until a frame arrives (see `fill_empty` and PATCHES.md).
+    let buffer = BytesMut::new();
 
     Self {
       role,
@@ -671,6 +688,12 @@ impl ReadHalf {
       }};
     }
 
+    // Herald: an idle connection waits here without a buffer; the first bytes of a frame land
+    // in a small one on the stack and only then move to the heap.
+    if self.buffer.is_empty() {
+      eof!(fill_empty(&mut self.buffer, stream).await?);
+    }
+
     // Read the first two bytes
     while self.buffer.remaining() < 2 {
       eof!(stream.read_buf(&mut self.buffer).await?);
@@ -744,6 +767,11 @@ impl ReadHalf {
 
     // if we read too much it will stay in the buffer, for the next call to this method
     let payload = self.buffer.split_to(payload_len);
+    // Herald: nothing left over: give the buffer back (the payload keeps its own part alive
+    // until it is dropped), so an idle connection holds no read buffer.
+    if self.buffer.is_empty() {
+      self.buffer = BytesMut::new();
+    }
     let frame = Frame::new(fin, opcode, mask, Payload::Bytes(payload));
     Ok(frame)
   }
