@@ -204,52 +204,38 @@ pub async fn serve<S>(
         last_ms: AtomicU64::new(0),
     });
 
+    // The reader is a task of its own (fastwebsockets' read_frame is not cancel-safe, so it never
+    // sits in a select!); the writer runs here, in the connection's task, and ends the
+    // connection: when the reader ends it asks the writer to say goodbye (a kick).
     let mut reader = tokio::spawn(read_loop(
         read,
         tx,
         ctx.clone(),
         token.clone(),
         liveness.clone(),
+        shared.clone(),
         id,
     ));
-    let mut writer = tokio::spawn(write_loop(
+    write_loop(
         write,
         rx,
         ready,
         ctx.clone(),
-        shared.clone(),
+        shared,
         token.clone(),
         liveness,
         user,
         session.since,
-    ));
-
-    // Whether both close frames were exchanged (then writing is shut down before draining).
-    let complete = tokio::select! {
-        ended = &mut reader => {
-            // The client closed, went away, or broke the protocol: the writer says goodbye.
-            let (code, complete) = match ended {
-                Ok(ReadEnd::Violation(c)) => (c, false),
-                Ok(ReadEnd::Closed(c)) => (c.unwrap_or(1000), true),
-                _ => (1000, false),
-            };
-            shared.kick(code);
-            if tokio::time::timeout(CLOSE_WAIT, &mut writer).await.is_err() {
-                writer.abort();
-            }
-            complete
-        }
-        _ = &mut writer => {
-            // We closed (slow, expired, idle, drain) or the socket failed: give the client a
-            // moment to answer the close, then stop reading.
-            match tokio::time::timeout(Duration::from_secs(1), &mut reader).await {
-                Ok(Ok(ReadEnd::Closed(_))) => true,
-                Ok(_) => false,
-                Err(_) => {
-                    reader.abort();
-                    false
-                }
-            }
+    )
+    .await;
+    // Give the client a moment to answer our close (or see what ended the reader), then stop
+    // reading. Whether both close frames were exchanged decides how the socket is closed.
+    let complete = match tokio::time::timeout(Duration::from_secs(1), &mut reader).await {
+        Ok(Ok(ReadEnd::Closed(_))) => true,
+        Ok(_) => false,
+        Err(_) => {
+            reader.abort();
+            false
         }
     };
     ctx.hub.leave(id, &token.channels());
@@ -298,7 +284,30 @@ impl Bucket {
     }
 }
 
+/// The reader task: reads until the client closes, goes away or breaks the protocol, then asks
+/// the writer to close with the matching code.
 async fn read_loop<S>(
+    ws: WebSocketRead<SharedIo<S>>,
+    tx: mpsc::Sender<Outbound>,
+    ctx: Arc<Context>,
+    token: Arc<GrantState>,
+    liveness: Arc<Liveness>,
+    shared: Arc<ConnShared>,
+    id: ConnId,
+) -> ReadEnd
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let end = read_frames(ws, tx, ctx, token, liveness, id).await;
+    shared.kick(match end {
+        ReadEnd::Violation(code) => code,
+        ReadEnd::Closed(code) => code.unwrap_or(1000),
+        ReadEnd::Gone => 1000,
+    });
+    end
+}
+
+async fn read_frames<S>(
     mut ws: WebSocketRead<SharedIo<S>>,
     tx: mpsc::Sender<Outbound>,
     ctx: Arc<Context>,
@@ -460,7 +469,8 @@ async fn write_loop<S>(
         Some(Since::Invalid) => refetch = Some("since is not a notification id"),
         Some(Since::Id(id)) => {
             let current = token.current();
-            match ctx.api.replay(&current, id, ctx.replay_max).await {
+            // Boxed: a rare, large future would otherwise size every connection's state.
+            match Box::pin(ctx.api.replay(&current, id, ctx.replay_max)).await {
                 Ok(missed) => {
                     for n in missed {
                         if write(&mut ws, &replayed(n), &mut last_seq).await.is_err() {
