@@ -7,15 +7,19 @@
 //! connection. A joining connection gets a receiver that fires once its channels are subscribed
 //! (subscribe first, then read, then de-duplicate).
 //!
-//! Delivery ([`Hub::deliver_run`]) never waits: it `try_send`s the shared frames into each
+//! Delivery ([`Hub::deliver_run`]) never waits: it `try_push`es the shared frames into each
 //! member's bounded queue; a member already a queue's worth of frames behind is slow and is
 //! closed with [`close::SLOW_CONSUMER`].
 
+use crate::queue::{Full, Queue};
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
+
+/// A connection's outbound queue, as the hub and the connection's producers hold it.
+pub type Outbox = Arc<Queue<Outbound>>;
 
 /// Close codes the gateway uses beyond the standard ones.
 pub mod close {
@@ -93,7 +97,7 @@ impl ConnShared {
 
 #[derive(Clone)]
 struct Member {
-    tx: mpsc::Sender<Outbound>,
+    tx: Outbox,
     shared: Arc<ConnShared>,
 }
 
@@ -196,7 +200,7 @@ impl Hub {
     pub fn join(
         &self,
         channels: &[String],
-        tx: mpsc::Sender<Outbound>,
+        tx: Outbox,
         shared: Arc<ConnShared>,
     ) -> (ConnId, Vec<oneshot::Receiver<()>>) {
         let member = Member { tx, shared };
@@ -348,27 +352,19 @@ impl Hub {
         let n = run.len();
         for m in ch.members.values() {
             let behind = m.shared.queued.fetch_add(n, Ordering::Relaxed);
-            let result = if behind > 0 && behind + n > m.tx.max_capacity() {
-                Err(mpsc::error::TrySendError::Full(()))
+            let result = if behind > 0 && behind + n > m.tx.capacity() {
+                Err(Full)
             } else {
-                m.tx.try_send(Outbound::Run(run.clone()))
-                    .map_err(|e| match e {
-                        mpsc::error::TrySendError::Full(_) => mpsc::error::TrySendError::Full(()),
-                        mpsc::error::TrySendError::Closed(_) => {
-                            mpsc::error::TrySendError::Closed(())
-                        }
-                    })
+                m.tx.try_push(Outbound::Run(run.clone()))
             };
             match result {
                 Ok(()) => out.written += n,
-                Err(e) => {
+                Err(Full) => {
                     m.shared.written(n);
-                    if matches!(e, mpsc::error::TrySendError::Full(())) {
-                        if m.shared.kick_code().is_none() {
-                            out.slow += 1;
-                        }
-                        m.shared.kick(close::SLOW_CONSUMER);
+                    if m.shared.kick_code().is_none() {
+                        out.slow += 1;
                     }
+                    m.shared.kick(close::SLOW_CONSUMER);
                 }
             }
         }
@@ -379,9 +375,7 @@ impl Hub {
     pub fn deliver_all(&self, delivery: &Delivery) {
         let st = self.state.read().expect("hub lock");
         for m in st.conns.values() {
-            if let Err(mpsc::error::TrySendError::Full(_)) =
-                m.tx.try_send(Outbound::frame(delivery.clone()))
-            {
+            if let Err(Full) = m.tx.try_push(Outbound::frame(delivery.clone())) {
                 m.shared.kick(close::SLOW_CONSUMER);
             }
         }
@@ -406,13 +400,9 @@ mod tests {
         hub: &Hub,
         channels: &[&str],
         cap: usize,
-    ) -> (
-        ConnId,
-        mpsc::Receiver<Outbound>,
-        Arc<ConnShared>,
-        Vec<oneshot::Receiver<()>>,
-    ) {
-        let (tx, rx) = mpsc::channel(cap);
+    ) -> (ConnId, Outbox, Arc<ConnShared>, Vec<oneshot::Receiver<()>>) {
+        let tx = Queue::new(cap);
+        let rx = tx.clone();
         let shared = Arc::new(ConnShared::default());
         let names: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
         let (id, ready) = hub.join(&names, tx, shared.clone());
@@ -420,9 +410,9 @@ mod tests {
     }
 
     /// The texts queued for a connection, runs flattened (and accounted as written).
-    fn texts(rx: &mut mpsc::Receiver<Outbound>, shared: &ConnShared) -> Vec<String> {
+    fn texts(rx: &mut Outbox, shared: &ConnShared) -> Vec<String> {
         let mut out = Vec::new();
-        while let Ok(o) = rx.try_recv() {
+        while let Some(o) = rx.try_pop() {
             match o {
                 Outbound::Frame(d) => out.push(String::from_utf8_lossy(&d.bytes).into_owned()),
                 Outbound::Run(run) => {

@@ -13,6 +13,7 @@
 //! - [`shared_io`]: the socket shared by reader, writer and the lingering close.
 //! - [`writer`]: a write half that sends queued frames in one write and holds no idle buffer.
 //! - [`hub`]: which connections want which channels; batched subscription changes; delivery.
+//! - [`queue`]: a connection's outbound queue, bounded and empty-handed while idle.
 //! - [`fanout`]: the Redis subscriber tasks.
 //! - [`socketio`]: Socket.IO namespaces (`/user`, `/<role>`) bridged onto the hub.
 //! - [`presence`]: connection counts and online users reported to Redis.
@@ -30,6 +31,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod presence;
+pub mod queue;
 pub mod session;
 pub mod shared_io;
 pub mod socketio;

@@ -1,8 +1,9 @@
-//! One WebSocket connection: a reader task (client → server: commands, pings, close) and a
-//! writer task (server → client: greeting, replay, live frames, heartbeat, close), which own the
-//! two halves of the socket. fastwebsockets' `read_frame` is not cancel-safe, so the reader never
-//! sits in a `select!`; everything that must interrupt a connection goes through the writer,
-//! which closes the socket and so ends the reader.
+//! One WebSocket connection: a reader task (client → server: commands, pings, close) and the
+//! writer (server → client: greeting, replay, live frames, heartbeat, close), which runs in the
+//! connection's own task; they own the two halves of the socket. fastwebsockets' `read_frame` is
+//! not cancel-safe, so the reader never sits in a `select!`; everything that must interrupt a
+//! connection goes through the writer (the reader too asks it, with a kick), which closes the
+//! socket and so ends the reader.
 //!
 //! Protocol (docs/websocket.md): text `ping` → `pong`; `mark_read:<id>` → persisted through the api, then
 //! `marked_read` reaches every tab through Redis; `ack:<id>` → the notification counts as seen
@@ -12,8 +13,9 @@
 use crate::api_client::{ApiClient, MarkRead, ReplayError};
 use crate::commands::{self, Command};
 use crate::frames::{self, Assembler, Message};
-use crate::hub::{Admission, ConnId, ConnShared, Delivery, Hub, Outbound, close};
+use crate::hub::{Admission, ConnId, ConnShared, Delivery, Hub, Outbound, Outbox, close};
 use crate::metrics::Metrics;
+use crate::queue::Queue;
 use crate::shared_io::SharedIo;
 use crate::writer::Coalescing;
 use bytes::Bytes;
@@ -25,7 +27,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -192,7 +193,8 @@ pub async fn serve<S>(
     let socket = socket.into_inner().expect("split hands over the socket");
 
     let channels = session.claims.channels(&ctx.keys);
-    let (tx, rx) = mpsc::channel(ctx.outbound_queue);
+    let tx = Queue::new(ctx.outbound_queue);
+    let rx = tx.clone();
     let shared = Arc::new(ConnShared::default());
     let (id, ready) = ctx.hub.join(&channels, tx.clone(), shared.clone());
     ctx.metrics.connections.inc();
@@ -288,7 +290,7 @@ impl Bucket {
 /// the writer to close with the matching code.
 async fn read_loop<S>(
     ws: WebSocketRead<SharedIo<S>>,
-    tx: mpsc::Sender<Outbound>,
+    tx: Outbox,
     ctx: Arc<Context>,
     token: Arc<GrantState>,
     liveness: Arc<Liveness>,
@@ -309,7 +311,7 @@ where
 
 async fn read_frames<S>(
     mut ws: WebSocketRead<SharedIo<S>>,
-    tx: mpsc::Sender<Outbound>,
+    tx: Outbox,
     ctx: Arc<Context>,
     token: Arc<GrantState>,
     liveness: Arc<Liveness>,
@@ -364,10 +366,8 @@ where
             }
             Message::Text(t) => command(&t, &ctx, &token, id, &tx),
         };
-        if let Some(out) = reply
-            && tx.send(out).await.is_err()
-        {
-            return ReadEnd::Gone;
+        if let Some(out) = reply {
+            tx.push(out).await;
         }
     }
 }
@@ -378,7 +378,7 @@ fn command(
     ctx: &Arc<Context>,
     token: &Arc<GrantState>,
     id: ConnId,
-    tx: &mpsc::Sender<Outbound>,
+    tx: &Outbox,
 ) -> Option<Outbound> {
     let (kind, notification) = match commands::parse(text) {
         Command::Ping => {
@@ -409,7 +409,7 @@ fn command(
                 "could not record that, try again".to_owned()
             }
         };
-        let _ = tx.send(Outbound::frame(error_frame(&answer))).await;
+        let _ = tx.try_push(Outbound::frame(error_frame(&answer)));
     });
     None
 }
@@ -435,7 +435,7 @@ fn refresh(ctx: &Context, token: &GrantState, id: ConnId, fresh: &str) -> Delive
 #[allow(clippy::too_many_arguments)]
 async fn write_loop<S>(
     mut ws: WebSocketWrite<Coalescing<SharedIo<S>>>,
-    mut rx: mpsc::Receiver<Outbound>,
+    rx: Outbox,
     ready: Vec<tokio::sync::oneshot::Receiver<()>>,
     ctx: Arc<Context>,
     shared: Arc<ConnShared>,
@@ -514,8 +514,7 @@ async fn write_loop<S>(
                 let _ = close_with(&mut ws, code).await;
                 return;
             }
-            out = rx.recv() => {
-                let Some(first) = out else { return };
+            first = rx.pop() => {
                 let mut next = Some(first);
                 let (mut n, mut delivered) = (0, 0);
                 while let Some(out) = next.take() {
@@ -541,7 +540,7 @@ async fn write_loop<S>(
                     }
                     n += 1;
                     if n < BATCH {
-                        next = rx.try_recv().ok();
+                        next = rx.try_pop();
                     }
                 }
                 // One update per batch: a shared counter touched per frame by every writer

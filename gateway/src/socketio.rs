@@ -15,6 +15,7 @@
 
 use crate::hub::{Admission, ConnId, ConnShared, Delivery, Hub, Outbound, Refusal};
 use crate::metrics::Metrics;
+use crate::queue::Queue;
 use herald_core::auth::{RefreshError, Verifier, bearer_token, until_exp, valid_role};
 use herald_core::keys::Keys;
 use serde::Deserialize;
@@ -26,7 +27,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Frames waiting in one channel's bridge; a full bridge drops (and counts) frames.
@@ -309,7 +310,8 @@ impl SocketIoState {
             b.sockets += 1;
             return b.ready.clone();
         }
-        let (tx, rx) = mpsc::channel(BRIDGE_QUEUE);
+        let tx = Queue::new(BRIDGE_QUEUE);
+        let rx = tx.clone();
         let member = Arc::new(ConnShared::default());
         let (id, subscribed) = self.hub.join(&[channel.to_owned()], tx, member.clone());
         let (ready_tx, ready) = watch::channel(false);
@@ -376,12 +378,12 @@ fn translate(frame: serde_json::Value) -> Option<(String, serde_json::Value)> {
 async fn bridge(
     io: SocketIo,
     target: Target,
-    mut rx: mpsc::Receiver<Outbound>,
+    rx: crate::hub::Outbox,
     member: Arc<ConnShared>,
     metrics: Metrics,
 ) {
-    while let Some(out) = rx.recv().await {
-        match out {
+    loop {
+        match rx.pop().await {
             Outbound::Frame(d) => emit(&io, &target, &d, &metrics).await,
             Outbound::Run(run) => {
                 for d in run.iter() {
