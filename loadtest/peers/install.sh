@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the benchmark's reference peers (the seeds' stacks, see README.md here): a Python venv
-# for python_socketio and fastapi_ws with the pinned requirements.txt, and node_socketio's
-# node_modules from its package-lock.json. Idempotent: a second run with nothing changed only
-# checks. Debian 12; installs python3-venv, nodejs/npm and redis-server from apt when missing
-# (as root, or through sudo).
+# for python_socketio and fastapi_ws with the pinned requirements.txt, and node_socketio's and
+# node_ws's node_modules from their package-lock.json. Idempotent: a second run with nothing
+# changed only checks. Debian 12; installs python3-venv, nodejs/npm and redis-server from apt
+# when missing (as root, or through sudo).
 #
 #   loadtest/peers/install.sh          # venv in ${HERALD_PEERS_DIR:-<repo>/.run/peers}/venv
 set -euo pipefail
@@ -62,15 +62,16 @@ else
     say "venv up to date ($venv)"
 fi
 
-# node_socketio: npm ci when node_modules does not match package-lock.json.
-node_dir="$here/node_socketio"
-want="$(sha256sum "$node_dir/package-lock.json" | cut -d' ' -f1)"
-if [[ "$(cat "$node_dir/node_modules/.herald-lock" 2>/dev/null || true)" != "$want" ]]; then
-    say "npm ci in $node_dir"
-    (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
-    echo "$want" >"$node_dir/node_modules/.herald-lock"
-else
-    say "node_modules up to date ($node_dir)"
-fi
+# node_socketio and node_ws: npm ci when node_modules does not match package-lock.json.
+for node_dir in "$here/node_socketio" "$here/node_ws"; do
+    want="$(sha256sum "$node_dir/package-lock.json" | cut -d' ' -f1)"
+    if [[ "$(cat "$node_dir/node_modules/.herald-lock" 2>/dev/null || true)" != "$want" ]]; then
+        say "npm ci in $node_dir"
+        (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
+        echo "$want" >"$node_dir/node_modules/.herald-lock"
+    else
+        say "node_modules up to date ($node_dir)"
+    fi
+done
 
-say "ready: $("$venv/bin/python" -c 'from importlib.metadata import version as v; print(*(f"{p} {v(p)}" for p in ("python-socketio", "redis", "fastapi", "uvicorn", "PyJWT")), sep=", ")'), node $(node --version), socket.io $(node -p 'require("'"$node_dir"'/node_modules/socket.io/package.json").version')"
+say "ready: $("$venv/bin/python" -c 'from importlib.metadata import version as v; print(*(f"{p} {v(p)}" for p in ("python-socketio", "redis", "fastapi", "uvicorn", "PyJWT")), sep=", ")'), node $(node --version), socket.io $(node -p 'require("'"$here"'/node_socketio/node_modules/socket.io/package.json").version'), ws $(node -p 'require("'"$here"'/node_ws/node_modules/ws/package.json").version')"
