@@ -70,7 +70,7 @@ impl App {
     /// Connects to Postgres (running migrations) and Redis, and prepares the router.
     pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         let verifier = config.jwt.verifier().context("JWT configuration")?;
-        let origins = Arc::new(config.origins()?);
+        let origins = Arc::new(config.origins().context("CORS_ALLOWED_ORIGINS")?);
         let pool = PgPoolOptions::new()
             .max_connections(config.db_pool_size)
             .acquire_timeout(config.db_acquire_timeout())

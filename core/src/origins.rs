@@ -11,7 +11,7 @@ use url::Url;
 
 /// Why one configured origin was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("allowed origin {entry:?} (CORS_ALLOWED_ORIGINS): {why}")]
+#[error("{entry:?} is not an origin: {why}")]
 pub struct OriginError {
     pub entry: String,
     pub why: &'static str,
@@ -51,17 +51,10 @@ impl AllowedOrigins {
                 entry: public_url.to_owned(),
                 why: "HERALD_PUBLIC_URL must be an http(s) URL",
             })?;
-        let mut origins = vec![public.origin().ascii_serialization()];
-        for entry in configured.iter().map(|e| e.as_ref().trim()) {
-            if entry.is_empty() {
-                continue;
-            }
-            let origin = normalise(entry)?;
-            if !origins.contains(&origin) {
-                origins.push(origin);
-            }
+        Self {
+            origins: vec![public.origin().ascii_serialization()],
         }
-        Ok(Self { origins })
+        .with(configured)
     }
 
     /// Is this `Origin` header value one of the allowed origins?

@@ -116,6 +116,45 @@ struct State {
     next_id: ConnId,
 }
 
+impl State {
+    /// Adds `member` to `channels`; a receiver for each channel not subscribed yet (it is
+    /// marked dirty).
+    fn add<'a>(
+        &mut self,
+        id: ConnId,
+        member: &Member,
+        channels: impl Iterator<Item = &'a String>,
+    ) -> Vec<oneshot::Receiver<()>> {
+        let mut ready = Vec::new();
+        for name in channels {
+            let ch = self.channels.entry(name.clone()).or_default();
+            ch.members.insert(id, member.clone());
+            if !ch.subscribed {
+                let (tx, rx) = oneshot::channel();
+                ch.waiters.push(tx);
+                ready.push(rx);
+                self.dirty.insert(name.clone());
+            }
+        }
+        ready
+    }
+
+    /// Takes connection `id` out of `channels`; true when one was left empty (marked dirty).
+    fn remove<'a>(&mut self, id: ConnId, channels: impl Iterator<Item = &'a String>) -> bool {
+        let mut emptied = false;
+        for name in channels {
+            if let Some(ch) = self.channels.get_mut(name) {
+                ch.members.remove(&id);
+                if ch.members.is_empty() {
+                    self.dirty.insert(name.clone());
+                    emptied = true;
+                }
+            }
+        }
+        emptied
+    }
+}
+
 /// Why a handshake is refused before upgrading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -208,23 +247,9 @@ impl Hub {
         st.next_id += 1;
         let id = st.next_id;
         st.conns.insert(id, member.clone());
-        let mut ready = Vec::new();
-        let mut poke = false;
-        for name in channels {
-            let ch = st.channels.entry(name.clone()).or_default();
-            ch.members.insert(id, member.clone());
-            if !ch.subscribed {
-                let (tx, rx) = oneshot::channel();
-                ch.waiters.push(tx);
-                ready.push(rx);
-                st.dirty.insert(name.clone());
-                poke = true;
-            }
-        }
+        let ready = st.add(id, &member, channels.iter());
         drop(st);
-        if poke {
-            self.dirty.notify_one();
-        }
+        self.poke(!ready.is_empty());
         (id, ready)
     }
 
@@ -241,53 +266,27 @@ impl Hub {
         let Some(member) = st.conns.get(&id).cloned() else {
             return Vec::new();
         };
-        let mut poke = false;
-        for name in old.iter().filter(|c| !new.contains(c)) {
-            if let Some(ch) = st.channels.get_mut(name) {
-                ch.members.remove(&id);
-                if ch.members.is_empty() {
-                    st.dirty.insert(name.clone());
-                    poke = true;
-                }
-            }
-        }
-        let mut ready = Vec::new();
-        for name in new.iter().filter(|c| !old.contains(c)) {
-            let ch = st.channels.entry(name.clone()).or_default();
-            ch.members.insert(id, member.clone());
-            if !ch.subscribed {
-                let (tx, rx) = oneshot::channel();
-                ch.waiters.push(tx);
-                ready.push(rx);
-                st.dirty.insert(name.clone());
-                poke = true;
-            }
-        }
+        let emptied = st.remove(id, old.iter().filter(|c| !new.contains(c)));
+        let ready = st.add(id, &member, new.iter().filter(|c| !old.contains(c)));
         drop(st);
-        if poke {
+        self.poke(emptied || !ready.is_empty());
+        ready
+    }
+
+    /// Wakes the subscription task when channels became dirty.
+    fn poke(&self, dirty: bool) {
+        if dirty {
             self.dirty.notify_one();
         }
-        ready
     }
 
     /// Removes a connection from its channels.
     pub fn leave(&self, id: ConnId, channels: &[String]) {
         let mut st = self.state.write().expect("hub lock");
         st.conns.remove(&id);
-        let mut poke = false;
-        for name in channels {
-            if let Some(ch) = st.channels.get_mut(name) {
-                ch.members.remove(&id);
-                if ch.members.is_empty() {
-                    st.dirty.insert(name.clone());
-                    poke = true;
-                }
-            }
-        }
+        let emptied = st.remove(id, channels.iter());
         drop(st);
-        if poke {
-            self.dirty.notify_one();
-        }
+        self.poke(emptied);
     }
 
     /// Takes the pending subscription changes: channels to SUBSCRIBE (members, not yet

@@ -16,7 +16,9 @@
 use crate::hub::{Admission, ConnId, ConnShared, Delivery, Hub, Outbound, Refusal};
 use crate::metrics::Metrics;
 use crate::queue::Queue;
-use herald_core::auth::{RefreshError, Verifier, bearer_token, until_exp, valid_role};
+use herald_core::auth::{
+    AuthError, Claims, RefreshError, Verifier, bearer_token, until_exp, valid_role,
+};
 use herald_core::keys::Keys;
 use serde::Deserialize;
 use socketioxide::SocketIo;
@@ -184,15 +186,9 @@ impl SocketIoState {
                 let header = parts.headers.get(hyper::header::AUTHORIZATION)?;
                 bearer_token(header.to_str().ok()?).ok().map(str::to_owned)
             });
-        let claims = match self.verifier.verify(token.as_deref().unwrap_or("")) {
+        let claims = match self.verify(token.as_deref()) {
             Ok(c) => c,
-            Err(e) => {
-                self.metrics
-                    .auth_failures
-                    .with_label_values(&[e.reason()])
-                    .inc();
-                return refuse(&e.to_string());
-            }
+            Err(e) => return refuse(&e.to_string()),
         };
         let ns = s.ns().to_owned();
         let role = (ns != "/user").then(|| ns.trim_start_matches('/').to_owned());
@@ -245,13 +241,9 @@ impl SocketIoState {
     /// then replaces the expiry; a token that no longer carries the namespace's role ends the
     /// socket. The answer goes back in the client's acknowledgement.
     fn refresh(&self, s: &SocketRef, token: Option<String>) -> serde_json::Value {
-        let claims = match self.verifier.verify(token.as_deref().unwrap_or("")) {
+        let claims = match self.verify(token.as_deref()) {
             Ok(c) => c,
             Err(e) => {
-                self.metrics
-                    .auth_failures
-                    .with_label_values(&[e.reason()])
-                    .inc();
                 return serde_json::json!({"ok": false, "error": format!("token refused: {e}")});
             }
         };
@@ -276,6 +268,16 @@ impl SocketIoState {
         joined.expiry.abort();
         joined.expiry = expire_at(s, claims.exp);
         serde_json::json!({"ok": true, "exp": claims.exp})
+    }
+
+    /// Verifies a token, counting a refusal by its reason.
+    fn verify(&self, token: Option<&str>) -> Result<Claims, AuthError> {
+        self.verifier.verify(token.unwrap_or("")).inspect_err(|e| {
+            self.metrics
+                .auth_failures
+                .with_label_values(&[e.reason()])
+                .inc();
+        })
     }
 
     fn leave(&self, s: &SocketRef) {

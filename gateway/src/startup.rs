@@ -159,7 +159,7 @@ impl Gateway {
                 subscriber,
                 bus,
                 draining,
-                origins: config.origins()?,
+                origins: config.origins().context("CORS_ALLOWED_ORIGINS")?,
                 refused_origins: Mutex::new(HashMap::new()),
                 socketio,
             }),
