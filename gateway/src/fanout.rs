@@ -13,6 +13,7 @@
 //!   every client to refetch, exactly as after a disconnect.
 
 use crate::hub::{Delivery, Hub};
+use crate::liveness::LastHeard;
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -22,10 +23,9 @@ use fred::types::Message;
 use herald_core::wire::ServerMessage;
 use serde::Deserialize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::time::Instant;
 
 /// Channels per SUBSCRIBE / UNSUBSCRIBE command.
 const CHUNK: usize = 1_000;
@@ -38,9 +38,8 @@ pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// Whether the subscription is known to work end to end (see the module docs).
 pub struct BusHealth {
     channel: String,
-    epoch: Instant,
-    /// When a probe last came back, in ms since `epoch`.
-    heard_ms: AtomicU64,
+    /// When a probe last came back (or probing started, or the connection came back).
+    heard: LastHeard,
     stalled: AtomicBool,
     stall_after: Duration,
 }
@@ -49,28 +48,16 @@ impl BusHealth {
     pub fn new(channel: String, stall_after: Duration) -> Arc<Self> {
         Arc::new(Self {
             channel,
-            epoch: Instant::now(),
-            heard_ms: AtomicU64::new(0),
+            heard: LastHeard::default(),
             stalled: AtomicBool::new(false),
             stall_after,
         })
     }
 
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    /// A probe came back (or probing starts): the subscription works.
+    /// A probe came back: the subscription works.
     fn heard(&self) {
-        self.heard_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.heard.touch();
         self.stalled.store(false, Ordering::Relaxed);
-    }
-
-    fn silent_for(&self) -> Duration {
-        Duration::from_millis(
-            self.now_ms()
-                .saturating_sub(self.heard_ms.load(Ordering::Relaxed)),
-        )
     }
 
     /// True from a detected stall until a probe comes back.
@@ -297,7 +284,8 @@ async fn probe(sub: SubscriberClient, publisher: Client, metrics: Metrics, healt
             continue;
         }
         // Its failure is not checked: if the publishing connection stalled too, no probe comes
-        // back either, and fred replaces that connection itself (`unresponsive`, below).
+        // back either, and both connections are replaced below (fred's `unresponsive` check
+        // skips pub/sub commands, so it would not notice).
         let _ = tokio::time::timeout(
             PROBE_EVERY,
             publisher.publish::<i64, _, _>(health.channel.as_str(), "probe"),
@@ -307,10 +295,10 @@ async fn probe(sub: SubscriberClient, publisher: Client, metrics: Metrics, healt
             // Disconnected, not stalled: the reconnect policy and the restore task handle it,
             // and the silence is counted again from when it is back (a stall already detected
             // stays until a probe comes back).
-            health.heard_ms.store(health.now_ms(), Ordering::Relaxed);
+            health.heard.touch();
             continue;
         }
-        let silent = health.silent_for();
+        let silent = health.heard.silent_for();
         if silent < health.stall_after {
             continue;
         }
@@ -323,7 +311,7 @@ async fn probe(sub: SubscriberClient, publisher: Client, metrics: Metrics, healt
         }
         // Either connection may be the stalled one: both start afresh (again after another
         // stall bound, if probes still do not come back).
-        health.heard_ms.store(health.now_ms(), Ordering::Relaxed);
+        health.heard.touch();
         let (a, b) = tokio::join!(sub.force_reconnection(), publisher.force_reconnection());
         if let Err(e) = a.and(b) {
             tracing::warn!(cause = %e, "forcing the Redis connections to reconnect failed");

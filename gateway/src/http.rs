@@ -163,7 +163,7 @@ fn upgrade(req: &mut Request<Incoming>, app: &Arc<Shared>) -> Response<Body> {
     let claims = match app.ctx.verifier.verify(&token) {
         Ok(c) => c,
         Err(e) => {
-            metrics.auth_failures.with_label_values(&[e.reason()]).inc();
+            metrics.auth_failure(e.reason());
             return detail(StatusCode::UNAUTHORIZED, &e.to_string());
         }
     };

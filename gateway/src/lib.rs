@@ -16,6 +16,7 @@
 //! - [`queue`]: a connection's outbound queue, bounded and empty-handed while idle.
 //! - [`fanout`]: the Redis subscriber tasks.
 //! - [`socketio`]: Socket.IO namespaces (`/user`, `/<role>`) bridged onto the hub.
+//! - [`liveness`]: when a client or the Redis subscription was last heard from.
 //! - [`presence`]: connection counts and online users reported to Redis.
 //! - [`api_client`]: the calls to the api.
 //! - [`metrics`].
@@ -29,6 +30,7 @@ pub mod fanout;
 pub mod frames;
 pub mod http;
 pub mod hub;
+pub mod liveness;
 pub mod metrics;
 pub mod presence;
 pub mod queue;

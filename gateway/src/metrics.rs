@@ -96,6 +96,11 @@ impl Metrics {
         }
     }
 
+    /// A refused token, by the reason's fixed label (`AuthError::reason`).
+    pub fn auth_failure(&self, reason: &str) {
+        self.auth_failures.with_label_values(&[reason]).inc();
+    }
+
     pub fn render(&self) -> String {
         herald_core::metrics::render(&self.registry)
     }

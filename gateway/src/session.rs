@@ -14,6 +14,7 @@ use crate::api_client::{ApiClient, MarkRead, ReplayError};
 use crate::commands::{self, Command};
 use crate::frames::{self, Assembler, Message};
 use crate::hub::{Admission, ConnId, ConnShared, Delivery, Hub, Outbound, Outbox, close};
+use crate::liveness::LastHeard;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::shared_io::SharedIo;
@@ -23,7 +24,6 @@ use fastwebsockets::{Frame, Payload, WebSocket, WebSocketError, WebSocketRead, W
 use herald_core::auth::{Claims, RefreshError, Verifier, until_exp};
 use herald_core::keys::Keys;
 use herald_core::wire::{Notification, ServerMessage};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -73,12 +73,11 @@ pub struct Session {
     pub since: Option<Since>,
 }
 
-/// What the connection's current token grants (user, roles, expiry) and the channels it is in
-/// because of it. An `auth:<jwt>` refresh replaces all of it at once.
+/// What the connection's current token grants (user, roles, expiry; its channels follow from
+/// it). An `auth:<jwt>` refresh replaces all of it at once.
 struct Grant {
     token: String,
     claims: Claims,
-    channels: Vec<String>,
     /// When the token expires, on tokio's clock (so paused-time tests see the same deadline
     /// the code does).
     deadline: Instant,
@@ -87,12 +86,11 @@ struct Grant {
 struct GrantState(Mutex<Grant>);
 
 impl GrantState {
-    fn new(token: String, claims: Claims, channels: Vec<String>) -> Self {
+    fn new(token: String, claims: Claims) -> Self {
         let deadline = Instant::now() + until_exp(claims.exp);
         Self(Mutex::new(Grant {
             token,
             claims,
-            channels,
             deadline,
         }))
     }
@@ -109,8 +107,8 @@ impl GrantState {
         self.lock().deadline
     }
 
-    fn channels(&self) -> Vec<String> {
-        self.lock().channels.clone()
+    fn channels(&self, keys: &Keys) -> Vec<String> {
+        self.lock().claims.channels(keys)
     }
 
     /// Replaces the grant with a fresh token's (same user only): channels of roles it no longer
@@ -124,35 +122,19 @@ impl GrantState {
     ) -> Result<u64, RefreshError> {
         let mut grant = self.lock();
         let claims = grant.claims.refresh(fresh)?;
-        let channels = claims.channels(&ctx.keys);
         // Not awaited: a role joined now is live once subscribed, like at the handshake.
-        let _ready = ctx.hub.regrant(id, &grant.channels, &channels);
+        let _ready = ctx.hub.regrant(
+            id,
+            &grant.claims.channels(&ctx.keys),
+            &claims.channels(&ctx.keys),
+        );
         let exp = claims.exp;
         *grant = Grant {
             token: token.to_owned(),
             deadline: Instant::now() + until_exp(exp),
             claims,
-            channels,
         };
         Ok(exp)
-    }
-}
-
-/// When the client was last heard from, in ms since `epoch`.
-struct Liveness {
-    epoch: Instant,
-    last_ms: AtomicU64,
-}
-
-impl Liveness {
-    fn touch(&self) {
-        self.last_ms
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
-    fn silent_for(&self) -> Duration {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
     }
 }
 
@@ -200,11 +182,8 @@ pub async fn serve<S>(
     ctx.metrics.connections.inc();
 
     let user = session.claims.sub.clone();
-    let token = Arc::new(GrantState::new(session.token, session.claims, channels));
-    let liveness = Arc::new(Liveness {
-        epoch: Instant::now(),
-        last_ms: AtomicU64::new(0),
-    });
+    let token = Arc::new(GrantState::new(session.token, session.claims));
+    let liveness = Arc::new(LastHeard::default());
 
     // The reader is a task of its own (fastwebsockets' read_frame is not cancel-safe, so it never
     // sits in a select!); the writer runs here, in the connection's task, and ends the
@@ -240,7 +219,7 @@ pub async fn serve<S>(
             false
         }
     };
-    ctx.hub.leave(id, &token.channels());
+    ctx.hub.leave(id, &token.channels(&ctx.keys));
     ctx.metrics.connections.dec();
     drop(admission);
     socket.linger(complete, LINGER).await;
@@ -293,7 +272,7 @@ async fn read_loop<S>(
     tx: Outbox,
     ctx: Arc<Context>,
     token: Arc<GrantState>,
-    liveness: Arc<Liveness>,
+    liveness: Arc<LastHeard>,
     shared: Arc<ConnShared>,
     id: ConnId,
 ) -> ReadEnd
@@ -314,7 +293,7 @@ async fn read_frames<S>(
     tx: Outbox,
     ctx: Arc<Context>,
     token: Arc<GrantState>,
-    liveness: Arc<Liveness>,
+    liveness: Arc<LastHeard>,
     id: ConnId,
 ) -> ReadEnd
 where
@@ -354,8 +333,10 @@ where
                 None
             }
             Message::Ping(payload) => Some(Outbound::Pong(payload.into())),
-            Message::Pong if !bucket.take() => None,
-            Message::Pong => None,
+            Message::Pong => {
+                let _ = bucket.take();
+                None
+            }
             Message::Close(code) => return ReadEnd::Closed(code),
             Message::Binary => Some(Outbound::frame(error_frame(
                 "binary messages are not supported",
@@ -423,10 +404,7 @@ fn refresh(ctx: &Context, token: &GrantState, id: ConnId, fresh: &str) -> Delive
             Err(e) => error_frame(&e.to_string()),
         },
         Err(e) => {
-            ctx.metrics
-                .auth_failures
-                .with_label_values(&[e.reason()])
-                .inc();
+            ctx.metrics.auth_failure(e.reason());
             error_frame(&format!("token refused: {e}"))
         }
     }
@@ -440,7 +418,7 @@ async fn write_loop<S>(
     ctx: Arc<Context>,
     shared: Arc<ConnShared>,
     token: Arc<GrantState>,
-    liveness: Arc<Liveness>,
+    liveness: Arc<LastHeard>,
     user: String,
     since: Option<Since>,
 ) where

@@ -272,12 +272,9 @@ impl SocketIoState {
 
     /// Verifies a token, counting a refusal by its reason.
     fn verify(&self, token: Option<&str>) -> Result<Claims, AuthError> {
-        self.verifier.verify(token.unwrap_or("")).inspect_err(|e| {
-            self.metrics
-                .auth_failures
-                .with_label_values(&[e.reason()])
-                .inc();
-        })
+        self.verifier
+            .verify(token.unwrap_or(""))
+            .inspect_err(|e| self.metrics.auth_failure(e.reason()))
     }
 
     fn leave(&self, s: &SocketRef) {
