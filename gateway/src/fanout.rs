@@ -12,7 +12,8 @@
 //!   subscriber is forced onto a fresh connection, and the restore task resubscribes and tells
 //!   every client to refetch, exactly as after a disconnect.
 
-use crate::hub::{Delivery, Hub};
+use crate::connection::Delivery;
+use crate::hub::Hub;
 use crate::liveness::LastHeard;
 use crate::metrics::Metrics;
 use bytes::Bytes;

@@ -1,158 +1,220 @@
-//! The gateway's HTTP surface: `/api/notifications/ws` (checks, then the WebSocket upgrade),
-//! `/healthz`, `/readyz`, `/metrics`. Every refusal happens before the upgrade, as a JSON
-//! `{"detail": ...}` with the right status, and never echoes the token.
+//! The gateway's HTTP surface, as an axum router: `/api/notifications/ws` (checks, then the
+//! WebSocket upgrade), `/healthz`, `/readyz`, `/metrics`, and `/socket.io/` (socketioxide, behind
+//! the Origin and drain checks and tower-http's CORS). Every refusal happens before an upgrade,
+//! as a JSON `{"detail": ...}` with the right status, and never echoes the token.
 
+use crate::connection::{self, Context, Session, Since};
+use crate::fanout;
 use crate::hub::Refusal;
-use crate::session::{self, Session, Since};
-use crate::startup::Shared;
-use bytes::Bytes;
+use crate::socketio::SocketIoState;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, ORIGIN};
+use axum::http::{Method, StatusCode, Version};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use fred::clients::SubscriberClient;
 use fred::prelude::ClientLike;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, ORIGIN};
-use hyper::{Request, Response, StatusCode, Version};
-use std::convert::Infallible;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use herald_core::origins::AllowedOrigins;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use socketioxide::layer::SocketIoLayer;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use uuid::Uuid;
 
 pub const WS_PATH: &str = "/api/notifications/ws";
 
-pub type Body = Full<Bytes>;
-
-fn json(status: StatusCode, body: serde_json::Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("a valid response")
+/// What the HTTP handlers share.
+pub struct Shared {
+    pub ctx: Arc<Context>,
+    pub subscriber: SubscriberClient,
+    /// Whether the subscription works end to end (probes come back).
+    pub bus: Arc<fanout::BusHealth>,
+    pub draining: Arc<AtomicBool>,
+    pub origins: AllowedOrigins,
+    /// When each refused origin was last logged.
+    refused_origins: Mutex<HashMap<String, Instant>>,
+    pub socketio: Arc<SocketIoState>,
 }
 
-fn detail(status: StatusCode, message: &str) -> Response<Body> {
-    json(status, serde_json::json!({ "detail": message }))
-}
+/// A refused origin is logged at most this often (a misconfigured frontend retries constantly).
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
+/// Most distinct refused origins remembered for that; beyond, new ones go unlogged until
+/// entries age out (a client can send any number of made-up origins).
+const REFUSAL_LOG_ORIGINS: usize = 1024;
 
-/// Every request: `/socket.io/` goes to socketioxide behind Origin, drain and CORS checks;
-/// everything else to [`handle`] (through the Socket.IO layer, which passes it on).
-pub async fn gate<S, B>(
-    req: Request<Incoming>,
-    app: &S,
-    shared: &Arc<Shared>,
-) -> Result<Response<B>, Infallible>
-where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
-    B: Default,
-{
-    if !req.uri().path().starts_with("/socket.io") {
-        return app.call(req).await;
+impl Shared {
+    pub fn new(
+        ctx: Arc<Context>,
+        subscriber: SubscriberClient,
+        bus: Arc<fanout::BusHealth>,
+        draining: Arc<AtomicBool>,
+        origins: AllowedOrigins,
+        socketio: Arc<SocketIoState>,
+    ) -> Self {
+        Self {
+            ctx,
+            subscriber,
+            bus,
+            draining,
+            origins,
+            refused_origins: Mutex::new(HashMap::new()),
+            socketio,
+        }
     }
-    let empty = |status: StatusCode| {
-        let mut r = Response::new(B::default());
-        *r.status_mut() = status;
-        r
-    };
-    let origin = req
-        .headers()
+
+    /// Checks a browser `Origin` header against the allowed list (requests without one are
+    /// allowed: only browsers are at risk). A refusal is counted, and logged at warn once per
+    /// origin per minute with the reason, so "403" in a browser can be explained from the log.
+    pub fn check_origin(&self, origin: Option<&str>, path: &'static str) -> bool {
+        let Some(origin) = origin else { return true };
+        if self.origins.allows(origin) {
+            return true;
+        }
+        self.ctx
+            .metrics
+            .handshake_refusals
+            .with_label_values(&["origin"])
+            .inc();
+        let origin: String = origin.chars().take(200).collect();
+        let now = Instant::now();
+        let mut seen = self.refused_origins.lock().expect("origin log lock");
+        if seen.len() >= REFUSAL_LOG_ORIGINS {
+            seen.retain(|_, at| now.duration_since(*at) < REFUSAL_LOG_EVERY);
+        }
+        let due = seen
+            .get(&origin)
+            .is_none_or(|at| now.duration_since(*at) >= REFUSAL_LOG_EVERY);
+        if due && seen.len() < REFUSAL_LOG_ORIGINS {
+            tracing::warn!(
+                origin = ?origin,
+                path,
+                allowed = ?self.origins.as_slice(),
+                "refused a browser origin: it is neither the public origin nor in CORS_ALLOWED_ORIGINS (logged once a minute per origin)"
+            );
+            seen.insert(origin, now);
+        }
+        false
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+}
+
+/// The whole HTTP surface. Socket.IO requests are taken by socketioxide's layer before routing
+/// (one layer for the process: it holds the Engine.IO session table that polling requests on
+/// different TCP connections share).
+pub fn router(shared: Arc<Shared>, socketio: SocketIoLayer) -> Router {
+    let origins = shared.origins.clone();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin, _| {
+            origin.to_str().is_ok_and(|o| origins.allows(o))
+        }))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([CONTENT_TYPE, AUTHORIZATION]);
+    Router::new()
+        .route(WS_PATH, any(upgrade))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { detail(StatusCode::NOT_FOUND, "Not Found") })
+        .method_not_allowed_fallback(|| async {
+            detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+        })
+        .layer(socketio)
+        .layer(cors)
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            socketio_gate,
+        ))
+        .with_state(shared)
+}
+
+fn detail(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "detail": message }))).into_response()
+}
+
+fn origin_of(req: &Request) -> Option<String> {
+    req.headers()
         .get(ORIGIN)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    if !shared.check_origin(origin.as_deref(), "/socket.io/") {
-        return Ok(empty(StatusCode::FORBIDDEN));
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// Before socketioxide: a browser origin not allowed gets 403, a new session on a draining
+/// gateway 503 (its client retries another one through nginx). Other paths pass.
+async fn socketio_gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with("/socket.io") {
+        return next.run(req).await;
+    }
+    if !shared.check_origin(origin_of(&req).as_deref(), "/socket.io/") {
+        return StatusCode::FORBIDDEN.into_response();
     }
     let new_session = !req.uri().query().is_some_and(|q| q.contains("sid="));
-    if new_session && shared.draining.load(Ordering::SeqCst) {
-        return Ok(empty(StatusCode::SERVICE_UNAVAILABLE));
+    if new_session && shared.is_draining() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
-    let preflight = req.method() == hyper::Method::OPTIONS;
-    let mut response = if preflight {
-        empty(StatusCode::NO_CONTENT)
+    next.run(req).await
+}
+
+async fn healthz() -> Response {
+    (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let redis = shared.subscriber.is_connected() && !shared.bus.stalled();
+    let draining = shared.is_draining();
+    let status = if redis && !draining {
+        StatusCode::OK
     } else {
-        app.call(req).await?
+        StatusCode::SERVICE_UNAVAILABLE
     };
-    if let Some(o) = origin
-        && let Ok(value) = hyper::header::HeaderValue::from_str(&o)
-    {
-        let h = response.headers_mut();
-        h.insert(hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
-        h.append(
-            hyper::header::VARY,
-            hyper::header::HeaderValue::from_static("origin"),
-        );
-        h.insert(
-            hyper::header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            hyper::header::HeaderValue::from_static("true"),
-        );
-        if preflight {
-            h.insert(
-                hyper::header::ACCESS_CONTROL_ALLOW_METHODS,
-                hyper::header::HeaderValue::from_static("GET, POST, OPTIONS"),
-            );
-            h.insert(
-                hyper::header::ACCESS_CONTROL_ALLOW_HEADERS,
-                hyper::header::HeaderValue::from_static("content-type, authorization"),
-            );
-        }
-    }
-    Ok(response)
+    let body = json!({"redis": if redis {"ok"} else {"unavailable"}, "draining": draining});
+    (status, axum::Json(body)).into_response()
 }
 
-pub async fn handle(
-    mut req: Request<Incoming>,
-    app: Arc<Shared>,
-) -> Result<Response<Body>, Infallible> {
-    let response = match req.uri().path() {
-        WS_PATH => upgrade(&mut req, &app),
-        "/healthz" => json(StatusCode::OK, serde_json::json!({"status": "ok"})),
-        "/readyz" => {
-            let redis = app.subscriber.is_connected() && !app.bus.stalled();
-            let draining = app.draining.load(Ordering::SeqCst);
-            let status = if redis && !draining {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            json(
-                status,
-                serde_json::json!({"redis": if redis {"ok"} else {"unavailable"}, "draining": draining}),
-            )
-        }
-        "/metrics" => Response::builder()
-            .header(CONTENT_TYPE, "text/plain; version=0.0.4")
-            .body(Full::new(Bytes::from(app.ctx.metrics.render())))
-            .expect("a valid response"),
-        _ => detail(StatusCode::NOT_FOUND, "Not Found"),
-    };
-    Ok(response)
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        shared.ctx.metrics.render(),
+    )
+        .into_response()
 }
 
-fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
+fn query_param(req: &Request, name: &str) -> Option<String> {
     let q = req.uri().query()?;
     form_urlencoded::parse(q.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
 
-fn upgrade(req: &mut Request<Incoming>, app: &Arc<Shared>) -> Response<Body> {
+/// `/api/notifications/ws`: protocol, drain, origin, token and admission checks, then the
+/// upgrade; the connection is served in a task of its own.
+async fn upgrade(State(app): State<Arc<Shared>>, mut req: Request) -> Response {
     let metrics = &app.ctx.metrics;
-    if req.version() != Version::HTTP_11 || !fastwebsockets::upgrade::is_upgrade_request(req) {
+    if req.version() != Version::HTTP_11 || !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return detail(
             StatusCode::UPGRADE_REQUIRED,
             "this endpoint speaks WebSocket only",
         );
     }
-    if app.draining.load(Ordering::SeqCst) {
+    if app.is_draining() {
         return detail(
             StatusCode::SERVICE_UNAVAILABLE,
             "this gateway is restarting: reconnect",
         );
     }
-    let origin = req
-        .headers()
-        .get(ORIGIN)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    if !app.check_origin(origin.as_deref(), WS_PATH) {
+    if !app.check_origin(origin_of(&req).as_deref(), WS_PATH) {
         return detail(StatusCode::FORBIDDEN, "origin not allowed");
     }
-    let token = query_param(req, "token").or_else(|| {
+    let token = query_param(&req, "token").or_else(|| {
         req.headers()
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -167,7 +229,7 @@ fn upgrade(req: &mut Request<Incoming>, app: &Arc<Shared>) -> Response<Body> {
             return detail(StatusCode::UNAUTHORIZED, &e.to_string());
         }
     };
-    let since = query_param(req, "since").map(|s| match Uuid::parse_str(&s) {
+    let since = query_param(&req, "since").map(|s| match Uuid::parse_str(&s) {
         Ok(id) => Since::Id(id),
         Err(_) => Since::Invalid,
     });
@@ -194,7 +256,7 @@ fn upgrade(req: &mut Request<Incoming>, app: &Arc<Shared>) -> Response<Body> {
             );
         }
     };
-    let (response, upgraded) = match fastwebsockets::upgrade::upgrade(req) {
+    let (response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(pair) => pair,
         Err(e) => {
             return detail(
@@ -211,9 +273,12 @@ fn upgrade(req: &mut Request<Incoming>, app: &Arc<Shared>) -> Response<Body> {
     };
     tokio::spawn(async move {
         match upgraded.await {
-            Ok(ws) => session::serve(ws, session, admission, ctx).await,
+            Ok(ws) => {
+                let io: TokioIo<_> = ws.into_inner();
+                connection::serve(io, session, admission, ctx).await;
+            }
             Err(e) => tracing::debug!(cause = %e, "upgrade did not complete"),
         }
     });
-    response.map(|_| Full::default())
+    response.map(|_| Body::empty())
 }

@@ -9,91 +9,14 @@
 //!
 //! Delivery ([`Hub::deliver_run`]) never waits: it `try_push`es the shared frames into each
 //! member's bounded queue; a member already a queue's worth of frames behind is slow and is
-//! closed with [`close::SLOW_CONSUMER`].
+//! closed with [`CloseCode::SlowConsumer`].
 
-use crate::queue::{Full, Queue};
-use bytes::Bytes;
+use crate::connection::{CloseCode, ConnShared, Delivery, Full, Outbound, Outbox};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{Notify, oneshot};
 
-/// A connection's outbound queue, as the hub and the connection's producers hold it.
-pub type Outbox = Arc<Queue<Outbound>>;
-
-/// Close codes the gateway uses beyond the standard ones.
-pub mod close {
-    /// The client fell behind (its queue filled): reconnect with `since` to resume.
-    pub const SLOW_CONSUMER: u16 = 4000;
-    /// The token expired and no fresh one was sent over the socket.
-    pub const TOKEN_EXPIRED: u16 = 4001;
-    /// The gateway is restarting (drain): reconnect, through nginx, to another one.
-    pub const SERVICE_RESTART: u16 = 1012;
-    /// No frame from the client within the idle timeout.
-    pub const IDLE: u16 = 1001;
-}
-
 pub type ConnId = u64;
-
-/// A frame ready to write: the same bytes go to every connection that gets it. `seq` is the
-/// notification's position for `new_notification` frames, used to drop duplicates.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub bytes: Bytes,
-    pub seq: Option<i64>,
-}
-
-/// What a connection's writer is asked to send.
-#[derive(Debug)]
-pub enum Outbound {
-    /// A reply or notice for this connection alone.
-    Frame(Box<Delivery>),
-    /// Frames of one channel that arrived together: one allocation shared by every member, one
-    /// queue slot and one wake-up per member, however many frames.
-    Run(Arc<[Delivery]>),
-    Pong(Box<[u8]>),
-}
-
-impl Outbound {
-    pub fn frame(d: Delivery) -> Self {
-        Outbound::Frame(Box::new(d))
-    }
-}
-
-/// State shared between a connection's tasks and the hub.
-#[derive(Default)]
-pub struct ConnShared {
-    kick_code: AtomicU16,
-    pub kicked: Notify,
-    /// Frames of queued runs not yet written (the hub's measure of how far behind it is).
-    queued: AtomicUsize,
-}
-
-impl ConnShared {
-    /// The consumer wrote (or dropped) `n` frames of a run.
-    pub fn written(&self, n: usize) {
-        self.queued.fetch_sub(n, Ordering::Relaxed);
-    }
-
-    /// Asks the connection to close with `code`; the first request wins.
-    pub fn kick(&self, code: u16) {
-        if self
-            .kick_code
-            .compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            self.kicked.notify_one();
-        }
-    }
-
-    /// The close code asked for, if any.
-    pub fn kick_code(&self) -> Option<u16> {
-        match self.kick_code.load(Ordering::SeqCst) {
-            0 => None,
-            c => Some(c),
-        }
-    }
-}
 
 #[derive(Clone)]
 struct Member {
@@ -350,7 +273,7 @@ impl Hub {
         }
         let n = run.len();
         for m in ch.members.values() {
-            let behind = m.shared.queued.fetch_add(n, Ordering::Relaxed);
+            let behind = m.shared.queue(n);
             let result = if behind > 0 && behind + n > m.tx.capacity() {
                 Err(Full)
             } else {
@@ -363,7 +286,7 @@ impl Hub {
                     if m.shared.kick_code().is_none() {
                         out.slow += 1;
                     }
-                    m.shared.kick(close::SLOW_CONSUMER);
+                    m.shared.kick(CloseCode::SlowConsumer);
                 }
             }
         }
@@ -375,7 +298,7 @@ impl Hub {
         let st = self.state.read().expect("hub lock");
         for m in st.conns.values() {
             if let Err(Full) = m.tx.try_push(Outbound::frame(delivery.clone())) {
-                m.shared.kick(close::SLOW_CONSUMER);
+                m.shared.kick(CloseCode::SlowConsumer);
             }
         }
     }
@@ -394,6 +317,8 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection::Queue;
+    use bytes::Bytes;
 
     fn conn(
         hub: &Hub,
@@ -421,7 +346,6 @@ mod tests {
                             .map(|d| String::from_utf8_lossy(&d.bytes).into_owned()),
                     );
                 }
-                _ => {}
             }
         }
         out
@@ -480,19 +404,12 @@ mod tests {
                 slow: 1
             }
         );
-        assert_eq!(slow_shared.kick_code(), Some(close::SLOW_CONSUMER));
+        assert_eq!(slow_shared.kick_code(), Some(CloseCode::SlowConsumer));
         assert_eq!(texts(&mut fast, &fast_shared), ["a", "b"]);
         assert!(
             texts(&mut other, &other_shared).is_empty(),
             "u:2 gets nothing of u:1's"
         );
-    }
-
-    #[test]
-    fn a_queue_slot_stays_small() {
-        // tokio allocates a block of 32 slots per channel up front: every byte here is 32 bytes
-        // of every idle connection.
-        assert!(std::mem::size_of::<Outbound>() <= 24);
     }
 
     #[tokio::test]
@@ -526,7 +443,7 @@ mod tests {
                 slow: 1
             }
         );
-        assert_eq!(small_shared.kick_code(), Some(close::SLOW_CONSUMER));
+        assert_eq!(small_shared.kick_code(), Some(CloseCode::SlowConsumer));
         assert_eq!(texts(&mut small, &small_shared), ["1", "2"]);
     }
 

@@ -1,6 +1,5 @@
-//! When something was last heard from, on tokio's clock (so paused-time tests see what the code
-//! sees): a client connection (any frame counts) and the Redis subscription (a probe came back)
-//! both ask "how long has it been silent?".
+//! When the Redis subscription was last heard from (a probe came back), on tokio's clock (so
+//! paused-time tests see what the code sees), cheap to update from any task.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

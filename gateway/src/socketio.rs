@@ -13,9 +13,9 @@
 //! its sockets). So there is one Redis subscription per channel per node, whichever protocol the
 //! clients use.
 
-use crate::hub::{Admission, ConnId, ConnShared, Delivery, Hub, Outbound, Refusal};
+use crate::connection::{ConnShared, Delivery, Outbound, Outbox, Queue};
+use crate::hub::{Admission, ConnId, Hub, Refusal};
 use crate::metrics::Metrics;
-use crate::queue::Queue;
 use herald_core::auth::{
     AuthError, Claims, RefreshError, Verifier, bearer_token, until_exp, valid_role,
 };
@@ -377,7 +377,7 @@ fn translate(frame: serde_json::Value) -> Option<(String, serde_json::Value)> {
 async fn bridge(
     io: SocketIo,
     target: Target,
-    rx: crate::hub::Outbox,
+    rx: Outbox,
     member: Arc<ConnShared>,
     metrics: Metrics,
 ) {
@@ -390,7 +390,6 @@ async fn bridge(
                 }
                 member.written(run.len());
             }
-            Outbound::Pong(_) => {}
         }
     }
 }

@@ -4,85 +4,27 @@
 
 use crate::api_client::ApiClient;
 use crate::config::Config;
+use crate::connection::{CloseCode, Context};
 use crate::fanout;
-use crate::http;
-use crate::hub::{Hub, close};
+use crate::http::{self, Shared};
+use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::presence;
-use crate::session::Context;
 use crate::socketio::SocketIoState;
 use anyhow::Context as _;
-use fred::clients::SubscriberClient;
 use fred::prelude::{Client, ClientLike};
 use herald_core::keys::Keys;
-use herald_core::origins::AllowedOrigins;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use socketioxide::SocketIo;
 use socketioxide::layer::SocketIoLayer;
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tower_layer::Layer as _;
-
-/// What the HTTP handlers share.
-pub struct Shared {
-    pub ctx: Arc<Context>,
-    pub subscriber: SubscriberClient,
-    /// Whether the subscription works end to end (probes come back).
-    pub bus: Arc<fanout::BusHealth>,
-    pub draining: Arc<AtomicBool>,
-    pub origins: AllowedOrigins,
-    /// When each refused origin was last logged.
-    refused_origins: Mutex<HashMap<String, Instant>>,
-    pub socketio: Arc<SocketIoState>,
-}
-
-/// A refused origin is logged at most this often (a misconfigured frontend retries constantly).
-const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
-/// Most distinct refused origins remembered for that; beyond, new ones go unlogged until
-/// entries age out (a client can send any number of made-up origins).
-const REFUSAL_LOG_ORIGINS: usize = 1024;
-
-impl Shared {
-    /// Checks a browser `Origin` header against the allowed list (requests without one are
-    /// allowed: only browsers are at risk). A refusal is counted, and logged at warn once per
-    /// origin per minute with the reason, so "403" in a browser can be explained from the log.
-    pub fn check_origin(&self, origin: Option<&str>, path: &'static str) -> bool {
-        let Some(origin) = origin else { return true };
-        if self.origins.allows(origin) {
-            return true;
-        }
-        self.ctx
-            .metrics
-            .handshake_refusals
-            .with_label_values(&["origin"])
-            .inc();
-        let origin: String = origin.chars().take(200).collect();
-        let now = Instant::now();
-        let mut seen = self.refused_origins.lock().expect("origin log lock");
-        if seen.len() >= REFUSAL_LOG_ORIGINS {
-            seen.retain(|_, at| now.duration_since(*at) < REFUSAL_LOG_EVERY);
-        }
-        let due = seen
-            .get(&origin)
-            .is_none_or(|at| now.duration_since(*at) >= REFUSAL_LOG_EVERY);
-        if due && seen.len() < REFUSAL_LOG_ORIGINS {
-            tracing::warn!(
-                origin = ?origin,
-                path,
-                allowed = ?self.origins.as_slice(),
-                "refused a browser origin: it is neither the public origin nor in CORS_ALLOWED_ORIGINS (logged once a minute per origin)"
-            );
-            seen.insert(origin, now);
-        }
-        false
-    }
-}
+use tower::ServiceExt as _;
 
 pub struct Gateway {
     listener: TcpListener,
@@ -154,15 +96,14 @@ impl Gateway {
         );
         Ok(Self {
             listener,
-            shared: Arc::new(Shared {
+            shared: Arc::new(Shared::new(
                 ctx,
                 subscriber,
                 bus,
                 draining,
-                origins: config.origins().context("CORS_ALLOWED_ORIGINS")?,
-                refused_origins: Mutex::new(HashMap::new()),
+                config.origins().context("CORS_ALLOWED_ORIGINS")?,
                 socketio,
-            }),
+            )),
             socketio_layer,
             presence_client,
             node,
@@ -198,13 +139,7 @@ impl Gateway {
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(10));
         let builder = Arc::new(builder);
-        // One Socket.IO service for the whole process: it holds the Engine.IO session table,
-        // which polling requests on different TCP connections must share.
-        let inner = {
-            let shared = self.shared.clone();
-            hyper::service::service_fn(move |req| http::handle(req, shared.clone()))
-        };
-        let app = self.socketio_layer.layer(inner);
+        let app = http::router(self.shared.clone(), self.socketio_layer.clone());
         tokio::pin!(shutdown);
         loop {
             let (tcp, _) = tokio::select! {
@@ -219,12 +154,9 @@ impl Gateway {
                 _ = &mut shutdown => break,
             };
             let _ = tcp.set_nodelay(true);
-            let (builder, shared, app) = (builder.clone(), self.shared.clone(), app.clone());
+            let (builder, app) = (builder.clone(), app.clone());
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let (shared, app) = (shared.clone(), app.clone());
-                    async move { http::gate(req, &app, &shared).await }
-                });
+                let service = hyper::service::service_fn(move |req| app.clone().oneshot(req));
                 if let Err(e) = builder
                     .serve_connection_with_upgrades(TokioIo::new(tcp), service)
                     .await
@@ -260,7 +192,7 @@ async fn drain(hub: &Hub, window: Duration) {
     let per_tick = conns.len().div_ceil(ticks).max(1);
     for chunk in conns.chunks(per_tick) {
         for c in chunk {
-            c.kick(close::SERVICE_RESTART);
+            c.kick(CloseCode::ServiceRestart);
         }
         if chunk.len() == per_tick {
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -5,9 +5,9 @@ use crate::helpers::{SECRET, token_with};
 use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket};
 use herald_core::keys::Keys;
 use herald_gateway::api_client::ApiClient;
+use herald_gateway::connection::{self, Context, Session};
 use herald_gateway::hub::Hub;
 use herald_gateway::metrics::Metrics;
-use herald_gateway::session::{self, Context, Session};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::DuplexStream;
@@ -44,9 +44,8 @@ fn connect(token: String) -> WebSocket<DuplexStream> {
     });
     let (server_io, client_io) = tokio::io::duplex(64 * 1024);
     let admission = hub.admit(&claims.sub).unwrap();
-    let server = WebSocket::after_handshake(server_io, Role::Server);
-    tokio::spawn(session::serve(
-        server,
+    tokio::spawn(connection::serve(
+        server_io,
         Session {
             claims,
             token,
@@ -207,4 +206,17 @@ async fn ping_control_frames_count_against_the_message_rate() {
         pongs, 40,
         "100 pings, 40 pongs: the rest were over the rate"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_frame_begun_and_not_finished_closes_the_connection_after_ten_seconds() {
+    use tokio::io::AsyncWriteExt;
+    let mut client = connect(token_with("alice", &[], None, 3_600));
+    assert_eq!(next(&mut client).await.0, OpCode::Text, "greeting");
+    let start = Instant::now();
+    // The head of a masked 5-byte text frame, then nothing: the gateway sends nothing to this
+    // client while it waits for the rest, so it waits a bounded time.
+    client.get_mut().write_all(&[0x81, 0x85]).await.unwrap();
+    assert_eq!(next(&mut client).await, (OpCode::Close, Some(1008)));
+    assert_eq!(start.elapsed(), Duration::from_secs(10));
 }

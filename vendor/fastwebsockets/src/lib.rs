@@ -424,6 +424,17 @@ impl<'f, S> WebSocket<S> {
     )
   }
 
+  /// Herald: whether bytes of a next frame were already read from the stream (a read ahead), so
+  /// a caller that waits for the stream to be readable before reading a frame must not wait.
+  pub fn is_read_buffered(&self) -> bool {
+    !self.read_half.buffer.is_empty()
+  }
+
+  /// Herald: the stream, for a caller that waits on it between frames.
+  pub fn get_mut(&mut self) -> &mut S {
+    &mut self.stream
+  }
+
   /// Consumes the `WebSocket` and returns the underlying stream.
   #[inline]
   pub fn into_inner(self) -> S {

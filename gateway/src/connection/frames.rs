@@ -2,16 +2,8 @@
 //! close codes), reassembly of fragmented messages under one total-size cap, and the mapping of
 //! protocol errors to close codes.
 
-use fastwebsockets::{CloseCode, Frame, OpCode, WebSocketError};
-
-/// Standard close codes used when the client breaks the protocol.
-pub mod code {
-    pub const PROTOCOL_ERROR: u16 = 1002;
-    pub const UNSUPPORTED_DATA: u16 = 1003;
-    pub const INVALID_PAYLOAD: u16 = 1007;
-    pub const TOO_BIG: u16 = 1009;
-    pub const INTERNAL: u16 = 1011;
-}
+use super::CloseCode;
+use fastwebsockets::{Frame, OpCode, WebSocketError};
 
 /// A complete client message.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,7 +18,7 @@ pub enum Message {
 
 /// Why the connection must close, with the code to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Violation(pub u16);
+pub struct Violation(pub CloseCode);
 
 /// Reassembles fragmented messages, capping their total size.
 pub struct Assembler {
@@ -56,23 +48,23 @@ impl Assembler {
         match opcode {
             OpCode::Ping => {
                 if payload.len() > 125 || !fin {
-                    return Err(Violation(code::PROTOCOL_ERROR));
+                    return Err(Violation(CloseCode::ProtocolError));
                 }
                 Ok(Some(Message::Ping(payload.to_vec())))
             }
             OpCode::Pong => {
                 if payload.len() > 125 || !fin {
-                    return Err(Violation(code::PROTOCOL_ERROR));
+                    return Err(Violation(CloseCode::ProtocolError));
                 }
                 Ok(Some(Message::Pong))
             }
             OpCode::Close => close_message(payload).map(Some),
             OpCode::Text | OpCode::Binary => {
                 if self.open.is_some() {
-                    return Err(Violation(code::PROTOCOL_ERROR));
+                    return Err(Violation(CloseCode::ProtocolError));
                 }
                 if payload.len() > self.cap {
-                    return Err(Violation(code::TOO_BIG));
+                    return Err(Violation(CloseCode::TooBig));
                 }
                 if fin {
                     return finish(opcode, payload.to_vec()).map(Some);
@@ -82,10 +74,10 @@ impl Assembler {
             }
             OpCode::Continuation => {
                 let Some((_, buf)) = self.open.as_mut() else {
-                    return Err(Violation(code::PROTOCOL_ERROR));
+                    return Err(Violation(CloseCode::ProtocolError));
                 };
                 if buf.len() + payload.len() > self.cap {
-                    return Err(Violation(code::TOO_BIG));
+                    return Err(Violation(CloseCode::TooBig));
                 }
                 buf.extend_from_slice(payload);
                 if fin {
@@ -104,21 +96,21 @@ fn finish(opcode: OpCode, buf: Vec<u8>) -> Result<Message, Violation> {
     }
     String::from_utf8(buf)
         .map(Message::Text)
-        .map_err(|_| Violation(code::INVALID_PAYLOAD))
+        .map_err(|_| Violation(CloseCode::InvalidPayload))
 }
 
 fn close_message(payload: &[u8]) -> Result<Message, Violation> {
     match payload.len() {
         0 => Ok(Message::Close(None)),
-        1 => Err(Violation(code::PROTOCOL_ERROR)),
-        n if n > 125 => Err(Violation(code::PROTOCOL_ERROR)),
+        1 => Err(Violation(CloseCode::ProtocolError)),
+        n if n > 125 => Err(Violation(CloseCode::ProtocolError)),
         _ => {
             let c = u16::from_be_bytes([payload[0], payload[1]]);
-            if !CloseCode::from(c).is_allowed() {
-                return Err(Violation(code::PROTOCOL_ERROR));
+            if !fastwebsockets::CloseCode::from(c).is_allowed() {
+                return Err(Violation(CloseCode::ProtocolError));
             }
             if std::str::from_utf8(&payload[2..]).is_err() {
-                return Err(Violation(code::INVALID_PAYLOAD));
+                return Err(Violation(CloseCode::InvalidPayload));
             }
             Ok(Message::Close(Some(c)))
         }
@@ -126,12 +118,12 @@ fn close_message(payload: &[u8]) -> Result<Message, Violation> {
 }
 
 /// The close code for a read error, or `None` when the peer simply went away.
-pub fn close_code_for(err: &WebSocketError) -> Option<u16> {
+pub fn close_code_for(err: &WebSocketError) -> Option<CloseCode> {
     use WebSocketError as E;
     match err {
         E::UnexpectedEOF | E::IoError(_) | E::ConnectionClosed => None,
-        E::FrameTooLarge => Some(code::TOO_BIG),
-        E::InvalidUTF8 => Some(code::INVALID_PAYLOAD),
+        E::FrameTooLarge => Some(CloseCode::TooBig),
+        E::InvalidUTF8 => Some(CloseCode::InvalidPayload),
         E::ReservedBitsNotZero
         | E::InvalidValue
         | E::ControlFrameFragmented
@@ -139,8 +131,8 @@ pub fn close_code_for(err: &WebSocketError) -> Option<u16> {
         | E::InvalidCloseFrame
         | E::InvalidCloseCode
         | E::InvalidFragment
-        | E::InvalidContinuationFrame => Some(code::PROTOCOL_ERROR),
-        _ => Some(code::INTERNAL),
+        | E::InvalidContinuationFrame => Some(CloseCode::ProtocolError),
+        _ => Some(CloseCode::Internal),
     }
 }
 
@@ -160,7 +152,7 @@ mod tests {
         assert_eq!(a.push(false, OpCode::Continuation, b"12345"), Ok(None));
         assert_eq!(
             a.push(false, OpCode::Continuation, b"x"),
-            Err(Violation(code::TOO_BIG)),
+            Err(Violation(CloseCode::TooBig)),
             "a flood of continuations is capped"
         );
     }
@@ -170,28 +162,28 @@ mod tests {
         let mut a = Assembler::new(100);
         assert_eq!(
             a.push(true, OpCode::Continuation, b"x"),
-            Err(Violation(code::PROTOCOL_ERROR)),
+            Err(Violation(CloseCode::ProtocolError)),
             "continuation with nothing open"
         );
         assert_eq!(
             a.push(true, OpCode::Text, &[0xff]),
-            Err(Violation(code::INVALID_PAYLOAD))
+            Err(Violation(CloseCode::InvalidPayload))
         );
         assert_eq!(
             a.push(true, OpCode::Text, &[b'x'; 101]),
-            Err(Violation(code::TOO_BIG))
+            Err(Violation(CloseCode::TooBig))
         );
         assert_eq!(
             a.push(true, OpCode::Pong, &[0; 126]),
-            Err(Violation(code::PROTOCOL_ERROR))
+            Err(Violation(CloseCode::ProtocolError))
         );
         assert_eq!(
             a.push(true, OpCode::Close, &[0; 126]),
-            Err(Violation(code::PROTOCOL_ERROR))
+            Err(Violation(CloseCode::ProtocolError))
         );
         assert_eq!(
             a.push(true, OpCode::Close, &1005u16.to_be_bytes()),
-            Err(Violation(code::PROTOCOL_ERROR))
+            Err(Violation(CloseCode::ProtocolError))
         );
         assert_eq!(
             a.push(true, OpCode::Close, &1000u16.to_be_bytes()),
@@ -200,7 +192,7 @@ mod tests {
         assert_eq!(a.push(false, OpCode::Text, b"a"), Ok(None));
         assert_eq!(
             a.push(true, OpCode::Text, b"b"),
-            Err(Violation(code::PROTOCOL_ERROR)),
+            Err(Violation(CloseCode::ProtocolError)),
             "new message inside an open one"
         );
     }
