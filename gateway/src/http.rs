@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use uuid::Uuid;
 
@@ -272,12 +273,27 @@ async fn upgrade(State(app): State<Arc<Shared>>, mut req: Request) -> Response {
         since,
     };
     tokio::spawn(async move {
-        match upgraded.await {
-            Ok(ws) => {
-                let io: TokioIo<_> = ws.into_inner();
-                connection::serve(io, session, admission, ctx).await;
+        let upgraded = match upgraded.await {
+            Ok(ws) => ws.into_inner().into_inner(),
+            Err(e) => {
+                tracing::debug!(cause = %e, "upgrade did not complete");
+                return;
             }
-            Err(e) => tracing::debug!(cause = %e, "upgrade did not complete"),
+        };
+        // The socket itself, not hyper's boxed wrapper around it: that wrapper keeps what hyper
+        // read past the request, and with it hyper's whole read buffer, for the connection's life.
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            // A client must wait for our 101 before it sends frames (RFC 6455 §4.1).
+            Ok(parts) if parts.read_buf.is_empty() => {
+                // Dropped before serving: even empty, it shares hyper's 8 KiB read buffer.
+                let hyper::upgrade::Parts { io, read_buf, .. } = parts;
+                drop(read_buf);
+                // A task of its own: this one's future also holds the upgrade and the
+                // arguments, which the connection's long life must not carry.
+                tokio::spawn(connection::serve(io.into_inner(), session, admission, ctx));
+            }
+            Ok(_) => tracing::debug!("a client sent frames before the handshake completed"),
+            Err(_) => tracing::error!("an upgraded connection is not a TCP stream"),
         }
     });
     response.map(|_| Body::empty())

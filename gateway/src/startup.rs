@@ -14,8 +14,8 @@ use crate::socketio::SocketIoState;
 use anyhow::Context as _;
 use fred::prelude::{Client, ClientLike};
 use herald_core::keys::Keys;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use socketioxide::SocketIo;
 use socketioxide::layer::SocketIoLayer;
 use std::future::Future;
@@ -133,9 +133,11 @@ impl Gateway {
             self.shared.ctx.hub.clone(),
             self.presence_interval,
         ));
-        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // HTTP/1.1 only: WebSocket upgrades and Engine.IO polling are HTTP/1.1, and nginx speaks
+        // it to upstreams. hyper's own HTTP/1 connection (not hyper-util's auto-detecting one)
+        // hands the upgraded socket back as the TcpStream it is, see `http::upgrade`.
+        let mut builder = http1::Builder::new();
         builder
-            .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(10));
         let builder = Arc::new(builder);
@@ -158,7 +160,8 @@ impl Gateway {
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| app.clone().oneshot(req));
                 if let Err(e) = builder
-                    .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .with_upgrades()
                     .await
                 {
                     tracing::debug!(cause = %e, "connection ended with an error");

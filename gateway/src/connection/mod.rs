@@ -41,9 +41,11 @@ use herald_core::auth::{Claims, Verifier};
 use herald_core::keys::Keys;
 use reader::Reader;
 use socket::Socket;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -110,10 +112,19 @@ struct Connection<S> {
     reader: Reader,
     /// Position of the last notification written (duplicates from resume are dropped).
     last_seq: i64,
+    /// Its place on this node, given back when it ends.
+    admission: Admission,
 }
 
-/// Serves one upgraded connection (`io`, after the handshake) until it ends.
-pub async fn serve<S>(io: S, session: Session, admission: Admission, ctx: Arc<Context>)
+/// Serves one upgraded connection (`io`, after the handshake) until it ends. Not an `async fn`:
+/// the setup happens here, so the future every connection keeps holds the connection's state
+/// once, not also the arguments it was built from.
+pub fn serve<S>(
+    io: S,
+    session: Session,
+    admission: Admission,
+    ctx: Arc<Context>,
+) -> impl Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -133,32 +144,40 @@ where
     drop(channels);
     ctx.metrics.connections.inc();
 
-    let mut conn = Connection {
+    let conn = Connection {
         ws,
         reader: Reader::new(&ctx),
-        ctx: ctx.clone(),
+        ctx,
         id,
         shared,
         queue,
         grant: Grant::new(session.token, session.claims),
         last_seq: i64::MIN,
+        admission,
     };
-    // Boxed: greeting and replay happen once, and their future must not size every connection.
-    let end = match Box::pin(conn.open(ready, session.since)).await {
-        Ok(()) => conn.run().await,
-        Err(end) => end,
-    };
-    let complete = conn.finish(end).await;
-    ctx.hub.leave(id, &conn.grant.channels(&ctx.keys));
-    ctx.metrics.connections.dec();
-    drop(admission);
-    conn.ws.into_inner().linger(complete, LINGER).await;
+    conn.life(ready, session.since)
 }
 
 impl<S> Connection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    /// Greeting, the connection's life, goodbye, and a clean end of the socket. The one-off
+    /// steps are boxed: their futures must not size every connection's.
+    async fn life(mut self, ready: Vec<oneshot::Receiver<()>>, since: Option<Since>) {
+        let end = match Box::pin(self.open(ready, since)).await {
+            Ok(()) => self.run().await,
+            Err(end) => end,
+        };
+        let complete = Box::pin(self.finish(end)).await;
+        let ctx = &self.ctx;
+        ctx.hub.leave(self.id, &self.grant.channels(&ctx.keys));
+        ctx.metrics.connections.dec();
+        let Connection { ws, admission, .. } = self;
+        drop(admission);
+        Box::pin(ws.into_inner().linger(complete, LINGER)).await;
+    }
+
     /// The connection's life after the greeting: whatever comes first, until it ends.
     async fn run(&mut self) -> Ending {
         let mut next_ping = Instant::now() + self.ctx.ping_interval;
@@ -174,14 +193,17 @@ where
                 _ = std::future::ready(()), if buffered => Event::Readable(true),
                 _ = &mut timer => Event::Timer,
             };
+            // Each piece of work is boxed: it exists while it runs, and the future every idle
+            // connection keeps holds only what waiting needs (one allocation per batch costs
+            // far less than the write it goes with).
             let ended = match event {
                 Event::Kicked => Some(Ending::Close(
                     self.shared.kick_code().unwrap_or(CloseCode::Normal),
                 )),
-                Event::Queued(first) => self.write_batch(first).await.err(),
+                Event::Queued(first) => Box::pin(self.write_batch(first)).await.err(),
                 Event::Readable(false) => Some(Ending::Gone),
-                Event::Readable(true) => self.read_frame().await,
-                Event::Timer => self.on_timer(&mut next_ping).await.err(),
+                Event::Readable(true) => Box::pin(self.read_frame()).await,
+                Event::Timer => Box::pin(self.on_timer(&mut next_ping)).await.err(),
             };
             if let Some(end) = ended {
                 return end;
