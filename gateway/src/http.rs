@@ -162,7 +162,26 @@ async fn socketio_gate(State(shared): State<Arc<Shared>>, req: Request, next: Ne
     if new_session && shared.is_draining() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
-    next.run(req).await
+    next.run(detached(req)).await
+}
+
+/// The request with its head copied out of hyper's read buffer. engineioxide keeps a socket's
+/// request head for the socket's life; hyper's header values, URI and axum's copy of the URI
+/// point into the buffer the request was read into (8 KiB or more), which would then live as long
+/// as the socket: 7 KB of every idle Socket.IO socket (heaptrack, 5,000 sockets).
+fn detached(req: Request) -> Request {
+    let (mut head, body) = req.into_parts();
+    head.extensions.remove::<axum::extract::OriginalUri>();
+    if let Ok(uri) = head.uri.to_string().parse() {
+        head.uri = uri;
+    }
+    for value in head.headers.values_mut() {
+        if let Ok(mut copy) = axum::http::HeaderValue::from_bytes(value.as_bytes()) {
+            copy.set_sensitive(value.is_sensitive());
+            *value = copy;
+        }
+    }
+    Request::from_parts(head, body)
 }
 
 async fn healthz() -> Response {

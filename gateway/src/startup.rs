@@ -57,6 +57,9 @@ impl Gateway {
             .max_buffer_size(config.outbound_queue)
             .ws_max_message_size(config.max_message_bytes.max(64 * 1024))
             .ws_max_frame_size(config.max_message_bytes.max(64 * 1024))
+            // 4 KiB by default, zero-filled and so resident in every idle socket; it grows when
+            // a larger frame arrives.
+            .ws_read_buffer_size(512)
             .connect_timeout(Duration::from_secs(10))
             .build_layer();
         let socketio = SocketIoState::install(

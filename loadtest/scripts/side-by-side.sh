@@ -6,6 +6,7 @@
 # stopped by PID. Prints one RESULT JSON line per server and scenario.
 #
 #   loadtest/scripts/side-by-side.sh   (after `cargo build --release` and loadtest/peers/install.sh)
+#   HOLD_ONLY=1 N=19000 loadtest/scripts/side-by-side.sh    memory only, at 19,000 connections
 set -euo pipefail
 repo=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)
 N=${N:-2000}
@@ -32,6 +33,7 @@ measure() { # NAME PORT PROTOCOL API
     sleep 1
     "$lt" --api "$api" hold --gateway "127.0.0.1:$port" --gateway-pid "$pid" --connections "$N" \
         --protocol "$proto" --hold-secs 3 | sed -n "s/^RESULT /RESULT {\"server\":\"$name\",/p" | sed 's/,{/,/'
+    [[ -n ${HOLD_ONLY:-} ]] && return 0
     "$lt" --api "$api" fanout --gateway "127.0.0.1:$port" --gateway-pid "$pid" --connections "$N" \
         --protocol "$proto" --rounds "$ROUNDS" | sed -n "s/^RESULT /RESULT {\"server\":\"$name\",/p" | sed 's/,{/,/'
     "$lt" --api "$api" fanout --gateway "127.0.0.1:$port" --gateway-pid "$pid" --connections "$N" \
@@ -41,12 +43,12 @@ measure() { # NAME PORT PROTOCOL API
 # Herald: a fresh gateway process per protocol; events go through the api of the local stack
 # (same Redis).
 for proto in raw:herald-ws socketio:herald-socketio; do
-    HERALD_GATEWAY_ADDR=127.0.0.1:9100 REDIS_PREFIX=${REDIS_PREFIX:-herald} RUST_LOG=warn "$repo/target/release/herald-gateway" >/dev/null 2>&1 &
+    HERALD_GATEWAY_ADDR=127.0.0.1:9100 HERALD_WS_MAX_CONNECTIONS=30000 REDIS_PREFIX=${REDIS_PREFIX:-herald} RUST_LOG=warn "$repo/target/release/herald-gateway" >/dev/null 2>&1 &
     pid=$!
     measure "${proto##*:}" 9100 "${proto%%:*}" http://127.0.0.1:8001
     stop
 done
-for peer in fastapi_ws:raw python_socketio:socketio node_socketio:socketio; do
+for peer in node_ws:raw fastapi_ws:raw python_socketio:socketio node_socketio:socketio; do
     name=${peer%%:*}
     "$repo/loadtest/peers/run.sh" "$name" 9101 >/dev/null 2>&1 &
     pid=$!
