@@ -156,25 +156,22 @@ where
 
     /// A text frame, sent now.
     pub(super) async fn write_now(&mut self, text: &[u8]) -> Result<(), Ending> {
-        self.ws
-            .write_frame(Frame::text(Payload::Borrowed(text)))
-            .await
-            .map_err(gone)?;
-        self.flush().await.map_err(gone)
+        self.send_now(Frame::text(Payload::Borrowed(text))).await
     }
 
     pub(super) async fn write_pong(&mut self, payload: &[u8]) -> Result<(), Ending> {
-        self.ws
-            .write_frame(Frame::pong(Payload::Borrowed(payload)))
-            .await
-            .map_err(gone)?;
-        self.flush().await.map_err(gone)
+        self.send_now(Frame::pong(Payload::Borrowed(payload))).await
     }
 
     /// A heartbeat: the client's pong (or any frame) shows it is still there.
     pub(super) async fn ping(&mut self) -> Result<(), Ending> {
         let ping = Frame::new(true, OpCode::Ping, None, Payload::Borrowed(b""));
-        self.ws.write_frame(ping).await.map_err(gone)?;
+        self.send_now(ping).await
+    }
+
+    /// Writes one frame and flushes it, behind whatever was already buffered.
+    async fn send_now(&mut self, frame: Frame<'_>) -> Result<(), Ending> {
+        self.ws.write_frame(frame).await.map_err(gone)?;
         self.flush().await.map_err(gone)
     }
 
