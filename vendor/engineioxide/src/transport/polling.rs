@@ -194,7 +194,7 @@ where
             }
             Ok(Packet::Pong | Packet::Ping) => {
                 // A full channel means that the client is already known to be alive.
-                socket.heartbeat_tx.try_send(()).ok();
+                socket.heartbeat.signal();
                 Ok(())
             }
             Ok(Packet::Message(msg)) => {
