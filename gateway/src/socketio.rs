@@ -29,8 +29,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio_util::time::{DelayQueue, delay_queue};
 
 /// Frames waiting in one channel's bridge; a full bridge drops (and counts) frames.
 const BRIDGE_QUEUE: usize = 4_096;
@@ -76,8 +77,6 @@ struct Joined {
     /// The token's user, and the role the namespace needs (`None` on `/user`).
     sub: String,
     role: Option<String>,
-    /// Ends the socket when its token expires; replaced by a refresh.
-    expiry: JoinHandle<()>,
 }
 
 /// What a client sees when its token expires: this event, then the disconnect.
@@ -85,17 +84,51 @@ pub const EXPIRED_EVENT: &str = "token_expired";
 /// What a client sends to refresh its token: `socket.emit("auth", {token}, ack)`.
 pub const REFRESH_EVENT: &str = "auth";
 
-/// Disconnects `s` when `exp` passes, after telling it why.
-fn expire_at(s: &SocketRef, exp: u64) -> JoinHandle<()> {
-    let s = s.clone();
+/// What the expiry task is told.
+enum Expiry {
+    /// (Re)arm the socket's end at its token's `exp` (unix seconds).
+    At(SocketRef, u64),
+    /// The socket left: forget it.
+    Cancel(Sid),
+}
+
+/// Ends each socket when its token expires, after telling it why: one task and one timer queue
+/// for every Socket.IO socket on the node (a sleeping task per socket cost 256 B of each).
+fn spawn_expiries() -> mpsc::UnboundedSender<Expiry> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        tokio::time::sleep(until_exp(exp)).await;
-        let _ = s.emit(
-            EXPIRED_EVENT,
-            &serde_json::json!({"message": "token expired: reconnect with a fresh token"}),
-        );
-        let _ = s.disconnect();
-    })
+        let mut queue: DelayQueue<Sid> = DelayQueue::new();
+        let mut armed: HashMap<Sid, (delay_queue::Key, SocketRef)> = HashMap::new();
+        loop {
+            tokio::select! {
+                command = rx.recv() => match command {
+                    None => return,
+                    Some(Expiry::At(s, exp)) => match armed.get(&s.id) {
+                        Some((key, _)) => queue.reset(key, until_exp(exp)),
+                        None => {
+                            let key = queue.insert(s.id, until_exp(exp));
+                            armed.insert(s.id, (key, s));
+                        }
+                    },
+                    Some(Expiry::Cancel(sid)) => {
+                        if let Some((key, _)) = armed.remove(&sid) {
+                            queue.remove(&key);
+                        }
+                    }
+                },
+                Some(expired) = std::future::poll_fn(|cx| queue.poll_expired(cx)), if !queue.is_empty() => {
+                    if let Some((_, s)) = armed.remove(expired.get_ref()) {
+                        let _ = s.emit(
+                            EXPIRED_EVENT,
+                            &serde_json::json!({"message": "token expired: reconnect with a fresh token"}),
+                        );
+                        let _ = s.disconnect();
+                    }
+                }
+            }
+        }
+    });
+    tx
 }
 
 pub struct SocketIoState {
@@ -107,6 +140,7 @@ pub struct SocketIoState {
     draining: Arc<AtomicBool>,
     sockets: Mutex<HashMap<Sid, Joined>>,
     bridges: Mutex<HashMap<String, Bridge>>,
+    expiries: mpsc::UnboundedSender<Expiry>,
 }
 
 impl SocketIoState {
@@ -128,6 +162,7 @@ impl SocketIoState {
             draining,
             sockets: Mutex::default(),
             bridges: Mutex::default(),
+            expiries: spawn_expiries(),
         });
         let st = state.clone();
         let check = move |s: SocketRef, TryData(auth): TryData<AuthPayload>| {
@@ -221,12 +256,12 @@ impl SocketIoState {
             channels,
             sub: claims.sub.clone(),
             role,
-            expiry: expire_at(s, claims.exp),
         };
         self.sockets
             .lock()
             .expect("sockets lock")
             .insert(s.id, joined);
+        let _ = self.expiries.send(Expiry::At(s.clone(), claims.exp));
         self.metrics.connections.inc();
         let _ = tokio::time::timeout(SUBSCRIBE_WAIT, async {
             for mut r in ready {
@@ -265,8 +300,7 @@ impl SocketIoState {
             let _ = s.clone().disconnect();
             return serde_json::json!({"ok": false, "error": "role revoked"});
         }
-        joined.expiry.abort();
-        joined.expiry = expire_at(s, claims.exp);
+        let _ = self.expiries.send(Expiry::At(s.clone(), claims.exp));
         serde_json::json!({"ok": true, "exp": claims.exp})
     }
 
@@ -281,7 +315,7 @@ impl SocketIoState {
         let Some(joined) = self.sockets.lock().expect("sockets lock").remove(&s.id) else {
             return;
         };
-        joined.expiry.abort();
+        let _ = self.expiries.send(Expiry::Cancel(s.id));
         for channel in &joined.channels {
             self.bridge_leave(channel);
         }
