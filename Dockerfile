@@ -34,8 +34,9 @@ FROM chef AS builder
 # api/migrations.)
 ENV SQLX_OFFLINE=true
 COPY --from=planner /src/recipe.json recipe.json
-# The vendored, patched fastwebsockets ([patch.crates-io] in Cargo.toml) is a dependency, not a
-# workspace member: the cook step needs its sources, like any other dependency's.
+# The vendored, patched fastwebsockets and engineioxide ([patch.crates-io] in Cargo.toml) are
+# dependencies, not workspace members: the cook step needs their sources, like any other
+# dependency's.
 COPY vendor vendor
 RUN cargo chef cook --release --locked --recipe-path recipe.json \
     -p herald-api -p herald-gateway -p herald-worker

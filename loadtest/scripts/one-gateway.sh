@@ -7,8 +7,9 @@
 #   loadtest/scripts/one-gateway.sh heap N [GATEWAY_BIN]          heaptrack of N idle connections
 #
 # GATEWAY_BIN defaults to target/release/herald-gateway; pass another build's binary to compare
-# commits in one sitting. `fanout` also starts a release api on a fresh database (herald_fan)
-# to publish through. Every process started here is stopped by PID before the script ends.
+# commits in one sitting; PROTOCOL=socketio measures Socket.IO sockets instead of raw WebSockets.
+# `fanout` also starts a release api on a fresh database (herald_fan) to publish through. Every
+# process started here is stopped by PID before the script ends.
 # Needs `cargo build --release -p herald-gateway -p herald-api -p herald-loadtest`, Postgres and
 # Redis on this machine (DATABASE_URL's server, REDIS_URL), and heaptrack for `heap`.
 set -euo pipefail
@@ -45,7 +46,8 @@ start_gateway() {
 case ${1:-} in
 hold)
     start_gateway "${3:-$repo/target/release/herald-gateway}"
-    "$lt" hold --gateway "$GW_ADDR" --gateway-pid "$GW_PID" --connections "$2" --sources 4 --hold-secs 3
+    "$lt" hold --gateway "$GW_ADDR" --gateway-pid "$GW_PID" --connections "$2" --sources 4 --hold-secs 3 \
+        --protocol "${PROTOCOL:-raw}"
     ;;
 fanout)
     api_port=$(free_port)
@@ -57,7 +59,7 @@ fanout)
     ready "127.0.0.1:$api_port"
     API_URL=http://127.0.0.1:$api_port start_gateway "${4:-$repo/target/release/herald-gateway}"
     "$lt" --api "http://127.0.0.1:$api_port" fanout --gateway "$GW_ADDR" --gateway-pid "$GW_PID" \
-        --connections 1000 --rounds "$3" --burst "$2"
+        --connections 1000 --rounds "$3" --burst "$2" --protocol "${PROTOCOL:-raw}"
     ;;
 heap)
     out=${HEAP_OUT:-/tmp/herald-gateway-heap}
@@ -69,7 +71,7 @@ heap)
         --print-leaks=no --print-histogram=no --print-massif=no --peak-limit 10 --sub-peak-limit 8
     ;;
 *)
-    sed -n '2,13p' "$0" >&2
+    sed -n '2,14p' "$0" >&2
     exit 2
     ;;
 esac
