@@ -11,7 +11,7 @@
 
 use crate::domain::Audience;
 use crate::inbox;
-use crate::startup::AppState;
+use crate::state::AppState;
 use fred::bytes_utils::Str;
 use fred::prelude::*;
 use herald_core::keys::Keys;

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`config`]: the typed configuration, from the environment.
-//! - [`startup`]: builds the app from a config and a bound listener; shared state; shutdown.
+//! - [`startup`]: builds the app from a config and a bound listener; shutdown.
+//! - [`state`]: what every handler shares.
 //! - [`routes`]: HTTP handlers, one module per area.
 //! - [`cors`]: cross-origin answers for the allowed browser origins, nothing for the others.
 //! - [`extract`]: the caller's verified identity and JSON bodies with field-named errors.
@@ -30,4 +31,5 @@ pub mod presence;
 pub mod publishing;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod testing;

@@ -9,16 +9,13 @@ use crate::fanout::{self, Bus, ChangeQueue};
 use crate::metrics::Metrics;
 use crate::publishing::{Batcher, Deadlines};
 use crate::routes;
+use crate::state::{AppState, Shared};
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use herald_core::auth::Verifier;
 use herald_core::keys::Keys;
-use herald_core::origins::AllowedOrigins;
-use herald_core::wire::ServerMessage;
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,36 +26,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-
-/// Shared by every handler.
-pub type AppState = Arc<Shared>;
-
-pub struct Shared {
-    pub pool: PgPool,
-    /// Stores notifications without an idempotency key, many per transaction under load.
-    pub batcher: Batcher,
-    pub bus: Bus,
-    pub changes: ChangeQueue,
-    pub verifier: Verifier,
-    pub metrics: Metrics,
-    /// Poked after every commit that created a notification.
-    pub relay_wake: Notify,
-    pub relay_poll: Duration,
-    pub max_data_bytes: usize,
-    /// Origins an absolute `action_url` may point at.
-    pub link_origins: AllowedOrigins,
-    pub request_timeout: Duration,
-    /// Set only when HERALD_DEV_TOKENS is on (and the secret is HS256).
-    pub dev_token_secret: Option<herald_core::secret::Secret>,
-}
-
-impl Shared {
-    /// Tells every open tab of `user_id` about a change (after it committed).
-    pub fn announce(&self, user_id: &str, message: &ServerMessage) {
-        self.changes
-            .send(&self.bus.keys, user_id, message, &self.metrics);
-    }
-}
 
 pub struct App {
     listener: TcpListener,

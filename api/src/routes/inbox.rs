@@ -5,7 +5,7 @@ use crate::error::{ApiError, FieldError};
 use crate::extract::User;
 use crate::inbox::{self, ListQuery};
 use crate::presence::{self, ConnectionStats};
-use crate::startup::AppState;
+use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};

@@ -14,7 +14,7 @@ pub mod publish;
 pub mod web;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use axum::Router;
 
 /// Every route, with JSON 404 and 405 answers for the rest.

@@ -1,7 +1,7 @@
 //! Operations endpoints: liveness, readiness (Postgres and Redis reachable), Prometheus
 //! metrics, and the OpenAPI document.
 
-use crate::startup::AppState;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;

@@ -4,7 +4,7 @@
 use crate::error::ApiError;
 use crate::extract::{JsonBody, User};
 use crate::inbox::{self, Preferences};
-use crate::startup::AppState;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};

@@ -5,7 +5,7 @@ use crate::domain::{NewEvent, NewNotification, PublishEventBody, PublishNotifica
 use crate::error::ApiError;
 use crate::extract::{JsonBody, Publisher};
 use crate::publishing::{self, Created};
-use crate::startup::AppState;
+use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

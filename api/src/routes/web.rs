@@ -4,7 +4,7 @@
 //! `HERALD_DEV_TOKENS` is on (the local stack); otherwise it does not exist (404).
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Query, State};
