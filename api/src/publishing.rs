@@ -5,7 +5,7 @@
 //! Positions are taken under one transaction-level advisory lock held through the commit, so
 //! commits that create notifications are serialized. [`Batcher`] is how that stays cheap under
 //! load: requests that arrive while a commit is under way are stored together in the next
-//! transaction (one lock, one WAL flush, six statements for the whole batch), the way Postgres
+//! transaction (one lock, one WAL flush, five statements for the whole batch), the way Postgres
 //! groups commits itself when nothing serializes them.
 
 use crate::domain::{Audience, Channel, NewNotification};
@@ -99,9 +99,10 @@ pub async fn create(
     Ok((created, true))
 }
 
-/// Inserts `items` (publisher, notification) with their inbox entries and email jobs, then takes
-/// their positions. The caller's transaction must commit right after: the lock taken here is
-/// held until then.
+/// Inserts `items` (publisher, notification): their inbox entries and email jobs first (foreign
+/// keys checked at commit), then, under the ordering lock, the notifications themselves, each
+/// taking its position in its INSERT. The caller's transaction must commit right after: the lock
+/// taken here is held until then.
 async fn store(
     conn: &mut PgConnection,
     items: &[(&str, &NewNotification)],
@@ -125,20 +126,6 @@ async fn store(
             })
         })
         .collect();
-    sqlx::query(
-        "INSERT INTO notifications (id, audience, roles, type, priority, title, message,
-                                    action_url, data, triggered_by_name, channels, publisher)
-         SELECT id, audience, ARRAY(SELECT jsonb_array_elements_text(roles)), type, priority,
-                title, message, action_url, data, triggered_by_name,
-                ARRAY(SELECT jsonb_array_elements_text(channels)), publisher
-           FROM jsonb_to_recordset($1) AS t(id uuid, audience text, roles jsonb, type text,
-                priority text, title text, message text, action_url text, data jsonb,
-                triggered_by_name text, channels jsonb, publisher text)",
-    )
-    .bind(serde_json::Value::Array(rows))
-    .execute(&mut *conn)
-    .await?;
-
     // Inbox entries of every personal recipient, and the email outbox: one job per personal
     // recipient with an address, in this transaction, so a committed notification always has its
     // emails queued (and a rolled-back one never does).
@@ -186,19 +173,25 @@ async fn store(
         .await?;
     }
 
-    // Take the positions last, so the lock is held only for one update and the commit.
+    // The notifications last, each taking its position as it is inserted: the lock is held only
+    // for this one statement, the deferred foreign-key checks of the rows above, and the commit.
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(ORDER_LOCK)
         .execute(&mut *conn)
         .await?;
     let positions: Vec<(Uuid, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-        "UPDATE notifications n SET seq = p.seq
-           FROM (SELECT id, nextval('notification_position') AS seq
-                   FROM unnest($1::uuid[]) WITH ORDINALITY AS t(id, ord)) p
-          WHERE n.id = p.id
-         RETURNING n.id, n.seq, n.created_at",
+        "INSERT INTO notifications (id, seq, audience, roles, type, priority, title, message,
+                                    action_url, data, triggered_by_name, channels, publisher)
+         SELECT id, nextval('notification_position'), audience,
+                ARRAY(SELECT jsonb_array_elements_text(roles)), type, priority,
+                title, message, action_url, data, triggered_by_name,
+                ARRAY(SELECT jsonb_array_elements_text(channels)), publisher
+           FROM jsonb_to_recordset($1) AS t(id uuid, audience text, roles jsonb, type text,
+                priority text, title text, message text, action_url text, data jsonb,
+                triggered_by_name text, channels jsonb, publisher text)
+         RETURNING id, seq, created_at",
     )
-    .bind(&ids)
+    .bind(serde_json::Value::Array(rows))
     .fetch_all(&mut *conn)
     .await?;
 

@@ -7,8 +7,9 @@
 #   loadtest/scripts/pg-profile.sh            (as root or as any user; needs Redis at REDIS_URL)
 #
 # The release binaries are copied to $PGPROF_DIR/bin (default /tmp/pgprof) and run from there.
-# TRACK_PLANNING=1 also records planning time. Every process started here is stopped by PID (the
-# cluster with pg_ctl -m fast) on exit; the machine's own Postgres is never touched.
+# TRACK_PLANNING=1 also records planning time; API_BIN=path runs another build of the api. Every
+# process started here is stopped by PID (the cluster with pg_ctl -m fast) on exit; the machine's
+# own Postgres is never touched.
 set -euo pipefail
 repo=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -21,6 +22,8 @@ mkdir -p "$PGPROF_DIR/bin"
 for b in herald-api herald-gateway herald-loadtest; do
     cp -f "$repo/target/release/$b" "$PGPROF_DIR/bin/$b"
 done
+# API_BIN: another build's api, to compare commits in one sitting.
+[[ -n ${API_BIN:-} ]] && cp -f "$API_BIN" "$PGPROF_DIR/bin/herald-api"
 bin=$PGPROF_DIR/bin
 tmp=$(mktemp -d "$PGPROF_DIR/run.XXXXXX")
 data=$tmp/data
