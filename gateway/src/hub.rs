@@ -337,16 +337,12 @@ mod tests {
     fn texts(rx: &mut Outbox, shared: &ConnShared) -> Vec<String> {
         let mut out = Vec::new();
         while let Some(o) = rx.try_pop() {
-            match o {
-                Outbound::Frame(d) => out.push(String::from_utf8_lossy(&d.bytes).into_owned()),
-                Outbound::Run(run) => {
-                    shared.written(run.len());
-                    out.extend(
-                        run.iter()
-                            .map(|d| String::from_utf8_lossy(&d.bytes).into_owned()),
-                    );
-                }
-            }
+            shared.written(o.counted());
+            out.extend(
+                o.deliveries()
+                    .iter()
+                    .map(|d| String::from_utf8_lossy(&d.bytes).into_owned()),
+            );
         }
         out
     }

@@ -13,7 +13,7 @@
 //! its sockets). So there is one Redis subscription per channel per node, whichever protocol the
 //! clients use.
 
-use crate::connection::{ConnShared, Delivery, Outbound, Outbox, Queue};
+use crate::connection::{ConnShared, Delivery, Outbox, Queue};
 use crate::hub::{Admission, ConnId, Hub, Refusal};
 use crate::metrics::Metrics;
 use herald_core::auth::{
@@ -419,18 +419,14 @@ async fn bridge(
     // socketioxide broadcast future would otherwise size every bridge's task (a bridge per user
     // with a Socket.IO socket: 1.4 KB each, heaptrack).
     loop {
-        match rx.pop().await {
-            Outbound::Frame(d) => Box::pin(emit(&io, &target, &d, &metrics)).await,
-            Outbound::Run(run) => {
-                Box::pin(async {
-                    for d in run.iter() {
-                        emit(&io, &target, d, &metrics).await;
-                    }
-                })
-                .await;
-                member.written(run.len());
+        let out = rx.pop().await;
+        Box::pin(async {
+            for d in out.deliveries() {
+                emit(&io, &target, d, &metrics).await;
             }
-        }
+        })
+        .await;
+        member.written(out.counted());
     }
 }
 

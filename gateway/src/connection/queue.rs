@@ -37,6 +37,22 @@ impl Outbound {
     pub fn frame(d: Delivery) -> Self {
         Outbound::Frame(Box::new(d))
     }
+
+    /// The frames to send, in order.
+    pub fn deliveries(&self) -> &[Delivery] {
+        match self {
+            Outbound::Frame(d) => std::slice::from_ref(&**d),
+            Outbound::Run(run) => run,
+        }
+    }
+
+    /// Frames that count against the hub's measure of how far behind a member is (runs only).
+    pub fn counted(&self) -> usize {
+        match self {
+            Outbound::Frame(_) => 0,
+            Outbound::Run(run) => run.len(),
+        }
+    }
 }
 
 /// A connection's outbound queue, as the hub and the connection's command tasks hold it.

@@ -85,26 +85,20 @@ where
         let mut next = Some(first);
         let (mut n, mut delivered, mut duplicates) = (0, 0, 0);
         while let Some(out) = next.take() {
-            let written = match out {
-                Outbound::Frame(d) => self.write(&d).await,
-                Outbound::Run(run) => {
-                    let mut r = Ok(true);
-                    for d in run.iter() {
-                        r = self.write(d).await;
-                        match r {
-                            Ok(true) => delivered += 1,
-                            Ok(false) => duplicates += 1,
-                            Err(_) => break,
-                        }
+            let mut failed = false;
+            for d in out.deliveries() {
+                match self.write(d).await {
+                    Ok(true) => delivered += 1,
+                    Ok(false) => duplicates += 1,
+                    Err(_) => {
+                        failed = true;
+                        break;
                     }
-                    self.shared.written(run.len());
-                    r.map(|_| false)
                 }
-            };
-            match written {
-                Ok(true) => delivered += 1,
-                Ok(false) => {}
-                Err(_) => return Err(Ending::Gone),
+            }
+            self.shared.written(out.counted());
+            if failed {
+                return Err(Ending::Gone);
             }
             n += 1;
             if n < BATCH {
