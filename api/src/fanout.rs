@@ -23,6 +23,8 @@ use tokio::sync::mpsc;
 pub const RELAY_LOCK: i64 = 0x6865_7261_6c64_0002;
 /// Notifications the relay reads per query.
 const RELAY_BATCH: i64 = 200;
+/// The first wait for a horizon that holds back committed notifications.
+const HELD_BACK_FIRST_WAIT: Duration = Duration::from_millis(1);
 /// Publishes sent per pipeline round trip.
 const PIPELINE_CHUNK: usize = 1_000;
 /// Change messages waiting for Redis before new ones are dropped (and counted).
@@ -138,6 +140,8 @@ struct RelayRow {
     audience: String,
     roles: Vec<String>,
     users: Vec<String>,
+    /// Positions from here on may still be overtaken (ARCHITECTURE.md, "Ordering").
+    horizon: i64,
 }
 
 /// Runs the relay forever: wait to become the one relay, then publish every committed
@@ -173,7 +177,11 @@ async fn lead(state: &AppState) -> Result<(), sqlx::Error> {
         .fetch_one(&mut conn)
         .await?;
     tracing::info!(cursor, "relay running");
+    // How long to wait for a horizon that holds back committed notifications: doubled up to
+    // the poll interval while it stays put (a slow transaction anywhere in the cluster).
+    let mut held_back_wait = HELD_BACK_FIRST_WAIT;
     loop {
+        let mut held_back = false;
         loop {
             let batch: Vec<RelayRow> = sqlx::query_as(
                 "SELECT n.id, n.seq, n.type, n.priority, n.title, n.message, n.action_url, n.data,
@@ -181,8 +189,9 @@ async fn lead(state: &AppState) -> Result<(), sqlx::Error> {
                         CASE WHEN n.audience = 'users'
                              THEN ARRAY(SELECT e.user_id FROM inbox_entries e
                                          WHERE e.notification_id = n.id AND e.deleted_at IS NULL)
-                             ELSE '{}'::text[] END AS users
-                   FROM notifications n
+                             ELSE '{}'::text[] END AS users,
+                        h.horizon
+                   FROM notifications n, (SELECT herald_position_horizon() AS horizon) h
                   WHERE n.seq > $1
                   ORDER BY n.seq
                   LIMIT $2",
@@ -191,23 +200,42 @@ async fn lead(state: &AppState) -> Result<(), sqlx::Error> {
             .bind(RELAY_BATCH)
             .fetch_all(&mut conn)
             .await?;
-            if batch.is_empty() {
-                break;
-            }
+            let read = batch.len();
+            let mut published = 0;
             for item in batch {
+                if item.row.seq >= item.horizon {
+                    // Committed, but a transaction that may still create a smaller position is
+                    // running: publishing this now could overtake it.
+                    held_back = true;
+                    break;
+                }
                 let seq = item.row.seq;
                 publish_until_accepted(state, item).await;
                 cursor = seq;
+                published += 1;
             }
-            sqlx::query("UPDATE relay_cursor SET last_seq = $1 WHERE id = 1")
-                .bind(cursor)
-                .execute(&mut conn)
-                .await?;
-            state.metrics.relay_position.set(cursor);
+            if published > 0 {
+                sqlx::query("UPDATE relay_cursor SET last_seq = $1 WHERE id = 1")
+                    .bind(cursor)
+                    .execute(&mut conn)
+                    .await?;
+                state.metrics.relay_position.set(cursor);
+            }
+            if held_back || (read as i64) < RELAY_BATCH {
+                break;
+            }
         }
+        let wait = if held_back {
+            let wait = held_back_wait;
+            held_back_wait = (held_back_wait * 2).min(state.relay_poll);
+            wait
+        } else {
+            held_back_wait = HELD_BACK_FIRST_WAIT;
+            state.relay_poll
+        };
         tokio::select! {
             _ = state.relay_wake.notified() => {}
-            _ = tokio::time::sleep(state.relay_poll) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

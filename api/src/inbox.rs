@@ -147,28 +147,57 @@ pub async fn position_of(
 }
 
 /// Everything after position `after`, oldest first, at most `limit`; the flag says whether
-/// more follow. Positions are handed out in commit order, so paging with the last returned
-/// position never misses nor repeats a notification.
+/// more follow. Only positions below the horizon are returned (ARCHITECTURE.md, "Ordering"), so
+/// paging with the last returned position never misses nor repeats a notification. Committed
+/// ones held back by the horizon count as "more"; when nothing but those would be returned, the
+/// read is repeated for up to [`HELD_BACK_PATIENCE`] (waits doubling from 1 ms) before answering,
+/// so a client paging until no more follow neither spins nor stops early.
 pub async fn after(
     pool: &PgPool,
     user: &Claims,
     after: i64,
     limit: i64,
 ) -> Result<(Vec<Notification>, bool), sqlx::Error> {
-    let mut rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{} SELECT {COLUMNS} FROM visible WHERE seq > $3 ORDER BY seq ASC LIMIT $4",
-        visible!()
-    )))
-    .bind(&user.sub)
-    .bind(&user.roles)
-    .bind(after)
-    .bind(limit + 1)
-    .fetch_all(pool)
-    .await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    Ok((rows.into_iter().map(Notification::from).collect(), more))
+    #[derive(sqlx::FromRow)]
+    struct Positioned {
+        #[sqlx(flatten)]
+        row: Row,
+        horizon: i64,
+    }
+    let give_up_at = tokio::time::Instant::now() + HELD_BACK_PATIENCE;
+    let mut wait = std::time::Duration::from_millis(1);
+    loop {
+        let rows: Vec<Positioned> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{} SELECT {COLUMNS}, h.horizon FROM visible, (SELECT herald_position_horizon() AS horizon) h
+                WHERE seq > $3 ORDER BY seq ASC LIMIT $4",
+            visible!()
+        )))
+        .bind(&user.sub)
+        .bind(&user.roles)
+        .bind(after)
+        .bind(limit + 1)
+        .fetch_all(pool)
+        .await?;
+        let fetched = rows.len();
+        let mut ready: Vec<Row> = rows
+            .into_iter()
+            .take_while(|r| r.row.seq < r.horizon)
+            .map(|r| r.row)
+            .collect();
+        let held_back = ready.len() < fetched;
+        if !ready.is_empty() || !held_back || tokio::time::Instant::now() >= give_up_at {
+            let more = held_back || ready.len() as i64 > limit;
+            ready.truncate(limit as usize);
+            return Ok((ready.into_iter().map(Notification::from).collect(), more));
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_millis(64));
+    }
 }
+
+/// How long a read of "everything after" waits for the horizon to pass notifications that are
+/// committed but held back, before answering with none and "more follow".
+const HELD_BACK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One notification as this user sees it.
 pub async fn get(

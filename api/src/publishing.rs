@@ -1,12 +1,11 @@
 //! Creating notifications in Postgres: one row per notification (stored once, whatever the
 //! audience), one inbox entry per personal recipient, an idempotency record, and a position
-//! handed out in commit order.
+//! taken from the creating transaction's id (ARCHITECTURE.md, "Ordering").
 //!
-//! Positions are taken under one transaction-level advisory lock held through the commit, so
-//! commits that create notifications are serialized. [`Batcher`] is how that stays cheap under
-//! load: requests that arrive while a commit is under way are stored together in the next
-//! transaction (one lock, one WAL flush, five statements for the whole batch), the way Postgres
-//! groups commits itself when nothing serializes them.
+//! Writers never take turns: positions need no lock. [`Batcher`] still stores the requests that
+//! arrive while a transaction is being written together in the next one (one WAL flush and four
+//! statements for the whole batch), because a transaction per request costs Postgres several
+//! times more CPU than a row does.
 
 use crate::domain::{Audience, Channel, NewNotification};
 use crate::error::ApiError;
@@ -19,9 +18,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use uuid::Uuid;
 
-/// Transaction-level advisory lock held from the moment a notification takes its position until
-/// its transaction commits, so positions become visible in increasing order.
-pub const ORDER_LOCK: i64 = 0x6865_7261_6c64_0001;
+/// Notifications one transaction may create: their positions share its transaction id and
+/// differ in the low 16 bits (ARCHITECTURE.md, "Ordering").
+pub const MAX_PER_TRANSACTION: usize = 1 << 16;
 
 /// The answer to a publish (201), also replayed verbatim to idempotent retries.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -99,11 +98,45 @@ pub async fn create(
     Ok((created, true))
 }
 
-/// Inserts `items` (publisher, notification): their inbox entries and email jobs first (foreign
-/// keys checked at commit), then, under the ordering lock, the notifications themselves, each
-/// taking its position in its INSERT. The caller's transaction must commit right after: the lock
-/// taken here is held until then.
-async fn store(
+/// The smallest position a transaction starting now could be given.
+const NEXT_POSITION: &str = "(pg_snapshot_xmax(pg_current_snapshot())::text::bigint << 16)
+                             + (SELECT origin FROM position_origin)";
+
+/// Moves the position scheme past every stored position if it is not already (stored positions
+/// above it come from a logical restore into a younger Postgres cluster, whose transaction ids
+/// start low again). Run at start-up; `true` when it moved.
+pub async fn keep_positions_ahead(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let behind =
+        format!("SELECT coalesce((SELECT max(seq) FROM notifications), -1) >= {NEXT_POSITION}");
+    if !sqlx::query_scalar::<_, bool>(sqlx::AssertSqlSafe(behind.clone()))
+        .fetch_one(pool)
+        .await?
+    {
+        return Ok(false);
+    }
+    let mut tx = pool.begin().await?;
+    // No notification is written while the origin moves, and none is in flight.
+    sqlx::query("LOCK TABLE notifications IN SHARE MODE")
+        .execute(&mut *tx)
+        .await?;
+    let moved = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE position_origin
+            SET origin = (SELECT max(seq) FROM notifications) + 1
+                         - (pg_snapshot_xmax(pg_current_snapshot())::text::bigint << 16)
+          WHERE ({behind})"
+    )))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(moved > 0)
+}
+
+/// Inserts `items` (publisher, notification): their inbox entries and email jobs, then the
+/// notifications themselves, each taking its position in its INSERT. Call it once per
+/// transaction, with fewer than [`MAX_PER_TRANSACTION`] items: the positions it hands out are
+/// unique only then. Public for the ordering tests, which commit and abort around it.
+pub async fn store(
     conn: &mut PgConnection,
     items: &[(&str, &NewNotification)],
 ) -> Result<Vec<Created>, sqlx::Error> {
@@ -173,22 +206,22 @@ async fn store(
         .await?;
     }
 
-    // The notifications last, each taking its position as it is inserted: the lock is held only
-    // for this one statement, the deferred foreign-key checks of the rows above, and the commit.
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(ORDER_LOCK)
-        .execute(&mut *conn)
-        .await?;
+    // The notifications, each taking its position from this transaction's id (ARCHITECTURE.md,
+    // "Ordering"): one INSERT of notifications per transaction, so the index in it tells them
+    // apart. No lock: readers of "everything after" wait for the horizon instead.
     let positions: Vec<(Uuid, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
         "INSERT INTO notifications (id, seq, audience, roles, type, priority, title, message,
                                     action_url, data, triggered_by_name, channels, publisher)
-         SELECT id, nextval('notification_position'), audience,
-                ARRAY(SELECT jsonb_array_elements_text(roles)), type, priority,
+         SELECT id, (pg_current_xact_id()::text::bigint << 16)
+                    + (SELECT origin FROM position_origin) + ord - 1,
+                audience, ARRAY(SELECT jsonb_array_elements_text(roles)), type, priority,
                 title, message, action_url, data, triggered_by_name,
                 ARRAY(SELECT jsonb_array_elements_text(channels)), publisher
-           FROM jsonb_to_recordset($1) AS t(id uuid, audience text, roles jsonb, type text,
-                priority text, title text, message text, action_url text, data jsonb,
-                triggered_by_name text, channels jsonb, publisher text)
+           FROM ROWS FROM (jsonb_to_recordset($1) AS (id uuid, audience text, roles jsonb,
+                type text, priority text, title text, message text, action_url text, data jsonb,
+                triggered_by_name text, channels jsonb, publisher text))
+                WITH ORDINALITY AS t(id, audience, roles, type, priority, title, message,
+                action_url, data, triggered_by_name, channels, publisher, ord)
          RETURNING id, seq, created_at",
     )
     .bind(serde_json::Value::Array(rows))
@@ -252,7 +285,8 @@ impl Columns {
 
 /// Notifications taken into one transaction at most.
 const BATCH_MAX: usize = 128;
-/// Transactions being written at once (their position steps still take turns).
+const _: () = assert!(BATCH_MAX < MAX_PER_TRANSACTION);
+/// Transactions being written at once.
 const WRITERS: usize = 2;
 /// Kept between the end of a publish's own wait and the api's request timeout, so the caller,
 /// not the timeout layer, decides and a commit is never cut off by it.

@@ -50,7 +50,13 @@ impl App {
             .connect_with(
                 PgConnectOptions::from_str(config.database_url.expose())
                     .context("DATABASE_URL")?
-                    .options([("jit", "off"), ("plan_cache_mode", "force_custom_plan")]),
+                    .options([
+                        ("jit", "off"),
+                        ("plan_cache_mode", "force_custom_plan"),
+                        // A transaction left open holds back every reader of "everything after"
+                        // (ARCHITECTURE.md, "Ordering"): one whose client stalled is ended.
+                        ("idle_in_transaction_session_timeout", "5s"),
+                    ]),
             )
             .await
             .context("connecting to Postgres (DATABASE_URL)")?;
@@ -58,6 +64,14 @@ impl App {
             .run(&pool)
             .await
             .context("running database migrations")?;
+        if crate::publishing::keep_positions_ahead(&pool)
+            .await
+            .context("checking notification positions")?
+        {
+            tracing::warn!(
+                "stored positions were ahead of this cluster's transaction ids (a logical restore?): new positions now follow them"
+            );
+        }
         let redis = fanout::redis_client(config.redis_url.expose(), Duration::from_secs(1))
             .context("REDIS_URL")?;
         let bus = Bus {
