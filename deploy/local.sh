@@ -343,8 +343,22 @@ SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'role')
 SQL
     db_psql -c 'SELECT 1' >/dev/null ||
         die "role/database exist but connecting with DATABASE_URL=$(redact_url "$DATABASE_URL") fails (check pg_hba.conf)"
+    ensure_autovacuum
     log "database ready: $(redact_url "$DATABASE_URL")"
 }
+
+# Herald's query plans rely on statistics that keep up with the tables (ARCHITECTURE.md, "Counts
+# and pages"), as they do in production: the local Postgres the stack (and its tests) use runs
+# autovacuum even where the machine's configuration turned it off.
+ensure_autovacuum() {
+    [[ $(admin_psql <<<'SHOW autovacuum') == on ]] && return 0
+    log "turning autovacuum on in the local Postgres (ALTER SYSTEM; it was off)"
+    admin_psql <<<'ALTER SYSTEM SET autovacuum = on' >/dev/null &&
+        admin_psql <<<'SELECT pg_reload_conf()' >/dev/null ||
+        die "could not turn autovacuum on (Herald's plans need current statistics)"
+    wait_for 10 "autovacuum on" autovacuum_on || die "autovacuum is still off after a reload"
+}
+autovacuum_on() { [[ $(admin_psql <<<'SHOW autovacuum') == on ]]; }
 
 # Drops per-test databases (herald_test_*) owned by the role, left over by killed test runs.
 # One still in use (a test run going on right now) is skipped with a warning.

@@ -23,6 +23,21 @@ use tokio::sync::mpsc;
 pub const RELAY_LOCK: i64 = 0x6865_7261_6c64_0002;
 /// Notifications the relay reads per query.
 const RELAY_BATCH: i64 = 200;
+/// The relay's read: up to `$2` notifications after position `$1`, in position order, each
+/// with its personal recipients and the horizon (ARCHITECTURE.md, "Ordering").
+pub(crate) const RELAY_READ: &str = "
+SELECT n.id, n.seq, n.type, n.priority, n.title, n.message, n.action_url, n.data,
+       n.triggered_by_name, n.created_at, false AS is_read, n.audience, n.roles,
+       CASE WHEN n.audience = 'users'
+            THEN ARRAY(SELECT e.user_id FROM inbox_entries e
+                        WHERE e.notification_id = n.id AND e.deleted_at IS NULL)
+            ELSE '{}'::text[] END AS users,
+       h.horizon
+  FROM notifications n, (SELECT herald_position_horizon() AS horizon) h
+ WHERE n.seq > $1
+ ORDER BY n.seq
+ LIMIT $2";
+
 /// The first wait for a horizon that holds back committed notifications.
 const HELD_BACK_FIRST_WAIT: Duration = Duration::from_millis(1);
 /// Publishes sent per pipeline round trip.
@@ -183,23 +198,11 @@ async fn lead(state: &AppState) -> Result<(), sqlx::Error> {
     loop {
         let mut held_back = false;
         loop {
-            let batch: Vec<RelayRow> = sqlx::query_as(
-                "SELECT n.id, n.seq, n.type, n.priority, n.title, n.message, n.action_url, n.data,
-                        n.triggered_by_name, n.created_at, false AS is_read, n.audience, n.roles,
-                        CASE WHEN n.audience = 'users'
-                             THEN ARRAY(SELECT e.user_id FROM inbox_entries e
-                                         WHERE e.notification_id = n.id AND e.deleted_at IS NULL)
-                             ELSE '{}'::text[] END AS users,
-                        h.horizon
-                   FROM notifications n, (SELECT herald_position_horizon() AS horizon) h
-                  WHERE n.seq > $1
-                  ORDER BY n.seq
-                  LIMIT $2",
-            )
-            .bind(cursor)
-            .bind(RELAY_BATCH)
-            .fetch_all(&mut conn)
-            .await?;
+            let batch: Vec<RelayRow> = sqlx::query_as(RELAY_READ)
+                .bind(cursor)
+                .bind(RELAY_BATCH)
+                .fetch_all(&mut conn)
+                .await?;
             let read = batch.len();
             let mut published = 0;
             for item in batch {

@@ -1,39 +1,198 @@
 //! A user's inbox in Postgres: what they can see, and the changes they can make (read, all
 //! read, delete). What a user sees is their personal notifications plus the role and broadcast
 //! notifications their token's roles reach, each with the user's own read/deleted state.
+//!
+//! Reads cost the same whatever the inbox holds (ARCHITECTURE.md, "Counts and pages"): a page
+//! is the newest (or, after a position, the oldest) rows of two index ranges, personal entries
+//! by position and shared notifications by position, merged; counts come from per-user and
+//! per-audience counters, which every change here keeps exact in the statement that makes it.
 
 use chrono::{DateTime, Utc};
 use herald_core::auth::Claims;
 use herald_core::wire::{Notification, Priority};
 use sqlx::PgPool;
 use std::collections::BTreeMap;
+use std::time::Duration;
 use uuid::Uuid;
 
-/// Every notification user `$1` with roles `$2` can see and has not deleted, with their read
-/// state. Personal ones come through `inbox_entries`; shared ones are scanned by audience.
-macro_rules! visible {
-    () => {
-        "WITH visible AS (
-            SELECT n.id, n.seq, n.type, n.priority, n.title, n.message, n.action_url, n.data,
-                   n.triggered_by_name, n.created_at, e.is_read
-              FROM inbox_entries e
-              JOIN notifications n ON n.id = e.notification_id
-             WHERE e.user_id = $1 AND e.deleted_at IS NULL AND n.audience = 'users'
-                   AND n.seq IS NOT NULL
-            UNION ALL
-            SELECT n.id, n.seq, n.type, n.priority, n.title, n.message, n.action_url, n.data,
-                   n.triggered_by_name, n.created_at, coalesce(e.is_read, false)
-              FROM notifications n
-              LEFT JOIN inbox_entries e ON e.notification_id = n.id AND e.user_id = $1
-             WHERE n.audience <> 'users' AND n.seq IS NOT NULL
-                   AND (n.audience = 'broadcast' OR n.roles && $2::text[])
-                   AND e.deleted_at IS NULL
-        ) "
-    };
-}
+/// The columns of a [`Row`] from `notifications n`; each query adds `is_read`.
+const COLUMNS: &str = "n.id, n.seq, n.type, n.priority, n.title, n.message, n.action_url, \
+                       n.data, n.triggered_by_name, n.created_at";
 
-const COLUMNS: &str = "id, seq, type, priority, title, message, action_url, data, \
-                       triggered_by_name, created_at, is_read";
+/// A page of what user `$1` with roles `$2` sees, newest first: `$3` unread only, `$4` type or
+/// NULL, `$5` priority or NULL, `$6` rows, `$7` skipped; `$8` and `$9`: how many personal and
+/// shared notifications match (from the counters), so neither half reads past its last match.
+/// Each half reads at most `$6 + $7` rows of one index, newest first (unread personal ones from
+/// an index of their own).
+pub(crate) const LIST: &str = "
+WITH personal AS (
+    SELECT e.notification_id AS id, e.personal_seq AS seq, e.is_read
+      FROM inbox_entries e JOIN notifications n ON n.id = e.notification_id
+     WHERE NOT $3 AND e.user_id = $1 AND e.deleted_at IS NULL AND e.personal_seq IS NOT NULL
+       AND ($4::text IS NULL OR n.type = $4) AND ($5::text IS NULL OR n.priority = $5)
+     ORDER BY e.personal_seq DESC LIMIT least($6 + $7, $8)
+), personal_unread AS (
+    SELECT e.notification_id AS id, e.personal_seq AS seq, e.is_read
+      FROM inbox_entries e JOIN notifications n ON n.id = e.notification_id
+     WHERE $3 AND e.user_id = $1 AND e.deleted_at IS NULL AND e.personal_seq IS NOT NULL
+       AND NOT e.is_read
+       AND ($4::text IS NULL OR n.type = $4) AND ($5::text IS NULL OR n.priority = $5)
+     ORDER BY e.personal_seq DESC LIMIT least($6 + $7, $8)
+), shared AS (
+    SELECT n.id, n.seq, coalesce(e.is_read, false) AS is_read
+      FROM notifications n
+      LEFT JOIN inbox_entries e ON e.user_id = $1 AND e.notification_id = n.id
+     WHERE n.audience <> 'users' AND (n.audience = 'broadcast' OR n.roles && $2::text[])
+       AND e.deleted_at IS NULL AND NOT (coalesce(e.is_read, false) AND $3)
+       AND ($4::text IS NULL OR n.type = $4) AND ($5::text IS NULL OR n.priority = $5)
+     ORDER BY n.seq DESC LIMIT least($6 + $7, $9)
+), page AS (
+    SELECT * FROM personal UNION ALL SELECT * FROM personal_unread
+    UNION ALL SELECT * FROM shared
+     ORDER BY seq DESC LIMIT $6 OFFSET $7
+)
+SELECT {COLUMNS}, p.is_read FROM page p JOIN notifications n ON n.id = p.id ORDER BY p.seq DESC";
+
+/// What user `$1` with roles `$2` sees after position `$3`, oldest first, at most `$4` rows,
+/// each with the horizon (ARCHITECTURE.md, "Ordering").
+pub(crate) const AFTER: &str = "
+WITH personal AS (
+    SELECT e.notification_id AS id, e.personal_seq AS seq, e.is_read
+      FROM inbox_entries e
+     WHERE e.user_id = $1 AND e.deleted_at IS NULL AND e.personal_seq > $3
+     ORDER BY e.personal_seq LIMIT $4
+), shared AS (
+    SELECT n.id, n.seq, coalesce(e.is_read, false) AS is_read
+      FROM notifications n
+      LEFT JOIN inbox_entries e ON e.user_id = $1 AND e.notification_id = n.id
+     WHERE n.audience <> 'users' AND n.seq > $3
+       AND (n.audience = 'broadcast' OR n.roles && $2::text[]) AND e.deleted_at IS NULL
+     ORDER BY n.seq LIMIT $4
+), page AS (
+    SELECT * FROM personal UNION ALL SELECT * FROM shared ORDER BY seq LIMIT $4
+)
+SELECT {COLUMNS}, p.is_read, h.horizon
+  FROM page p JOIN notifications n ON n.id = p.id,
+       (SELECT herald_position_horizon() AS horizon) h
+ ORDER BY p.seq";
+
+/// Notification `$3` as user `$1` with roles `$2` sees it, if they do.
+pub(crate) const GET: &str = "
+SELECT {COLUMNS}, coalesce(e.is_read, false) AS is_read
+  FROM notifications n
+  LEFT JOIN inbox_entries e ON e.user_id = $1 AND e.notification_id = n.id
+ WHERE n.id = $3 AND e.deleted_at IS NULL
+   AND CASE n.audience WHEN 'users' THEN e.user_id IS NOT NULL
+                       WHEN 'broadcast' THEN true
+                       ELSE n.roles && $2::text[] END";
+
+/// What user `$1` with roles `$2` sees, counted by type, priority and kind (`shared`: role or
+/// broadcast): their personal counters, plus the counters of every audience that reaches them
+/// less their own marks.
+pub(crate) const COUNTS: &str = "
+SELECT type, priority, shared, sum(total)::bigint AS total, sum(unread)::bigint AS unread FROM (
+    SELECT type, priority, false AS shared, total, unread FROM personal_counts WHERE user_id = $1
+    UNION ALL
+    SELECT c.type, c.priority, true, c.total - coalesce(m.deleted, 0),
+           c.total - coalesce(m.deleted, 0) - coalesce(m.read, 0)
+      FROM shared_counts c
+      LEFT JOIN shared_marks m
+             ON m.user_id = $1 AND m.roles = c.roles AND m.type = c.type AND m.priority = c.priority
+     WHERE c.roles = '{}' OR c.roles && $2::text[]
+) counted
+ GROUP BY type, priority, shared
+HAVING sum(total) > 0";
+
+/// User `$1` reads notification `$2`: its entry and, if it changed, the counters.
+const MARK_READ: &str = "
+WITH target AS (
+    SELECT audience, roles, type, priority FROM notifications WHERE id = $2
+), changed AS (
+    INSERT INTO inbox_entries AS e (user_id, notification_id, is_read, read_at)
+    SELECT $1, $2, true, now() FROM target
+    ON CONFLICT (user_id, notification_id)
+    DO UPDATE SET is_read = true, read_at = coalesce(e.read_at, now())
+          WHERE NOT e.is_read AND e.deleted_at IS NULL
+    RETURNING 1
+), personal AS (
+    UPDATE personal_counts c SET unread = c.unread - 1
+      FROM target t
+     WHERE t.audience = 'users' AND EXISTS (SELECT FROM changed)
+       AND c.user_id = $1 AND c.type = t.type AND c.priority = t.priority
+)
+INSERT INTO shared_marks AS m (user_id, roles, type, priority, read, deleted)
+SELECT $1, t.roles, t.type, t.priority, 1, 0
+  FROM target t
+ WHERE t.audience <> 'users' AND EXISTS (SELECT FROM changed)
+ON CONFLICT (user_id, roles, type, priority) DO UPDATE SET read = m.read + 1";
+
+/// User `$1` deletes notification `$2` from their inbox: its entry and, if it changed, the
+/// counters.
+const DELETE: &str = "
+WITH target AS (
+    SELECT audience, roles, type, priority FROM notifications WHERE id = $2
+), changed AS (
+    INSERT INTO inbox_entries AS e (user_id, notification_id, deleted_at)
+    SELECT $1, $2, now() FROM target
+    ON CONFLICT (user_id, notification_id) DO UPDATE SET deleted_at = now()
+          WHERE e.deleted_at IS NULL
+    RETURNING e.is_read
+), personal AS (
+    UPDATE personal_counts c
+       SET total = c.total - 1, unread = c.unread - (NOT ch.is_read)::int
+      FROM target t, changed ch
+     WHERE t.audience = 'users'
+       AND c.user_id = $1 AND c.type = t.type AND c.priority = t.priority
+)
+INSERT INTO shared_marks AS m (user_id, roles, type, priority, read, deleted)
+SELECT $1, t.roles, t.type, t.priority, -(ch.is_read::int), 1
+  FROM target t, changed ch
+ WHERE t.audience <> 'users'
+ON CONFLICT (user_id, roles, type, priority)
+DO UPDATE SET read = m.read + excluded.read, deleted = m.deleted + 1";
+
+/// User `$1` with roles `$2` reads everything they see: the entries that change, the marks
+/// created for shared notifications never marked before, and the counters; counts the changes.
+const MARK_ALL_READ: &str = "
+WITH updated AS (
+    UPDATE inbox_entries e SET is_read = true, read_at = now()
+      FROM notifications n
+     WHERE e.user_id = $1 AND n.id = e.notification_id AND NOT e.is_read
+       AND e.deleted_at IS NULL
+       AND (n.audience IN ('users', 'broadcast') OR n.roles && $2::text[])
+    RETURNING n.audience, n.roles, n.type, n.priority
+), inserted AS (
+    INSERT INTO inbox_entries (user_id, notification_id, is_read, read_at)
+    SELECT $1, n.id, true, now()
+      FROM notifications n
+     WHERE n.audience <> 'users' AND (n.audience = 'broadcast' OR n.roles && $2::text[])
+       AND NOT EXISTS (SELECT 1 FROM inbox_entries e
+                        WHERE e.notification_id = n.id AND e.user_id = $1)
+    ON CONFLICT (user_id, notification_id) DO NOTHING
+    RETURNING notification_id
+), changes AS (
+    SELECT audience, roles, type, priority FROM updated
+    UNION ALL
+    SELECT n.audience, n.roles, n.type, n.priority
+      FROM inserted i JOIN notifications n ON n.id = i.notification_id
+), personal AS (
+    UPDATE personal_counts c SET unread = c.unread - g.n
+      FROM (SELECT type, priority, count(*) AS n FROM changes
+             WHERE audience = 'users' GROUP BY 1, 2) g
+     WHERE c.user_id = $1 AND c.type = g.type AND c.priority = g.priority
+), shared AS (
+    INSERT INTO shared_marks AS m (user_id, roles, type, priority, read, deleted)
+    SELECT $1, roles, type, priority, count(*), 0 FROM changes
+     WHERE audience <> 'users'
+     GROUP BY 2, 3, 4 ORDER BY 2, 3, 4
+    ON CONFLICT (user_id, roles, type, priority) DO UPDATE SET read = m.read + excluded.read
+)
+SELECT count(*) FROM changes";
+
+/// Expands `{COLUMNS}` in a query text.
+pub(crate) fn sql(template: &str) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(template.replace("{COLUMNS}", COLUMNS))
+}
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct Row {
@@ -88,38 +247,52 @@ pub struct Page {
     pub unread_count: i64,
 }
 
+/// What a user sees, counted by type, priority and kind: (total, unread).
+#[derive(sqlx::FromRow)]
+struct Count {
+    #[sqlx(rename = "type")]
+    kind: String,
+    priority: String,
+    shared: bool,
+    total: i64,
+    unread: i64,
+}
+
+async fn counts(pool: &PgPool, user: &Claims) -> Result<Vec<Count>, sqlx::Error> {
+    sqlx::query_as(COUNTS)
+        .bind(&user.sub)
+        .bind(&user.roles)
+        .fetch_all(pool)
+        .await
+}
+
 /// Newest first.
 pub async fn list(pool: &PgPool, user: &Claims, q: &ListQuery) -> Result<Page, sqlx::Error> {
-    const FILTER: &str = "($3::bool = false OR NOT is_read) AND ($4::text IS NULL OR type = $4) \
-                          AND ($5::text IS NULL OR priority = $5)";
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{} SELECT {COLUMNS} FROM visible WHERE {FILTER} ORDER BY seq DESC LIMIT $6 OFFSET $7",
-        visible!()
-    )))
-    .bind(&user.sub)
-    .bind(&user.roles)
-    .bind(q.unread_only)
-    .bind(&q.kind)
-    .bind(q.priority.map(Priority::as_str))
-    .bind(q.limit)
-    .bind(q.skip)
-    .fetch_all(pool)
-    .await?;
-    let (total, unread_count): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{} SELECT count(*) FILTER (WHERE {FILTER}), count(*) FILTER (WHERE NOT is_read) \
-         FROM visible",
-        visible!()
-    )))
-    .bind(&user.sub)
-    .bind(&user.roles)
-    .bind(q.unread_only)
-    .bind(&q.kind)
-    .bind(q.priority.map(Priority::as_str))
-    .fetch_one(pool)
-    .await?;
+    let priority = q.priority.map(Priority::as_str);
+    let (mut unread_count, mut personal, mut shared) = (0, 0, 0);
+    for c in counts(pool, user).await? {
+        unread_count += c.unread;
+        if q.kind.as_ref().is_none_or(|k| *k == c.kind) && priority.is_none_or(|p| p == c.priority)
+        {
+            let matching = if q.unread_only { c.unread } else { c.total };
+            *(if c.shared { &mut shared } else { &mut personal }) += matching;
+        }
+    }
+    let rows: Vec<Row> = sqlx::query_as(sql(LIST))
+        .bind(&user.sub)
+        .bind(&user.roles)
+        .bind(q.unread_only)
+        .bind(&q.kind)
+        .bind(priority)
+        .bind(q.limit)
+        .bind(q.skip)
+        .bind(personal)
+        .bind(shared)
+        .fetch_all(pool)
+        .await?;
     Ok(Page {
         notifications: rows.into_iter().map(Notification::from).collect(),
-        total,
+        total: personal + shared,
         unread_count,
     })
 }
@@ -133,7 +306,7 @@ pub async fn position_of(
 ) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT n.seq FROM notifications n
-          WHERE n.id = $3 AND n.seq IS NOT NULL AND (
+          WHERE n.id = $3 AND (
                 n.audience = 'broadcast'
              OR (n.audience = 'roles' AND n.roles && $2::text[])
              OR (n.audience = 'users' AND EXISTS (
@@ -165,19 +338,15 @@ pub async fn after(
         horizon: i64,
     }
     let give_up_at = tokio::time::Instant::now() + HELD_BACK_PATIENCE;
-    let mut wait = std::time::Duration::from_millis(1);
+    let mut wait = Duration::from_millis(1);
     loop {
-        let rows: Vec<Positioned> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{} SELECT {COLUMNS}, h.horizon FROM visible, (SELECT herald_position_horizon() AS horizon) h
-                WHERE seq > $3 ORDER BY seq ASC LIMIT $4",
-            visible!()
-        )))
-        .bind(&user.sub)
-        .bind(&user.roles)
-        .bind(after)
-        .bind(limit + 1)
-        .fetch_all(pool)
-        .await?;
+        let rows: Vec<Positioned> = sqlx::query_as(sql(AFTER))
+            .bind(&user.sub)
+            .bind(&user.roles)
+            .bind(after)
+            .bind(limit + 1)
+            .fetch_all(pool)
+            .await?;
         let fetched = rows.len();
         let mut ready: Vec<Row> = rows
             .into_iter()
@@ -191,13 +360,13 @@ pub async fn after(
             return Ok((ready.into_iter().map(Notification::from).collect(), more));
         }
         tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(std::time::Duration::from_millis(64));
+        wait = (wait * 2).min(Duration::from_millis(64));
     }
 }
 
 /// How long a read of "everything after" waits for the horizon to pass notifications that are
 /// committed but held back, before answering with none and "more follow".
-const HELD_BACK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+const HELD_BACK_PATIENCE: Duration = Duration::from_secs(2);
 
 /// One notification as this user sees it.
 pub async fn get(
@@ -205,15 +374,12 @@ pub async fn get(
     user: &Claims,
     id: Uuid,
 ) -> Result<Option<Notification>, sqlx::Error> {
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{} SELECT {COLUMNS} FROM visible WHERE id = $3",
-        visible!()
-    )))
-    .bind(&user.sub)
-    .bind(&user.roles)
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<Row> = sqlx::query_as(sql(GET))
+        .bind(&user.sub)
+        .bind(&user.roles)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
     Ok(row.map(Notification::from))
 }
 
@@ -225,27 +391,17 @@ pub struct Stats {
 }
 
 pub async fn stats(pool: &PgPool, user: &Claims) -> Result<Stats, sqlx::Error> {
-    let groups: Vec<(String, String, bool, i64)> = sqlx::query_as(concat!(
-        visible!(),
-        "SELECT type, priority, is_read, count(*) FROM visible GROUP BY 1, 2, 3"
-    ))
-    .bind(&user.sub)
-    .bind(&user.roles)
-    .fetch_all(pool)
-    .await?;
     let mut stats = Stats {
         total_count: 0,
         unread_count: 0,
         by_type: BTreeMap::new(),
         by_priority: BTreeMap::new(),
     };
-    for (kind, priority, is_read, n) in groups {
-        stats.total_count += n;
-        if !is_read {
-            stats.unread_count += n;
-        }
-        *stats.by_type.entry(kind).or_default() += n;
-        *stats.by_priority.entry(priority).or_default() += n;
+    for c in counts(pool, user).await? {
+        stats.total_count += c.total;
+        stats.unread_count += c.unread;
+        *stats.by_type.entry(c.kind).or_default() += c.total;
+        *stats.by_priority.entry(c.priority).or_default() += c.total;
     }
     Ok(stats)
 }
@@ -260,16 +416,11 @@ pub async fn mark_read(
         return Ok(None);
     };
     if !n.is_read {
-        sqlx::query(
-            "INSERT INTO inbox_entries (user_id, notification_id, is_read, read_at)
-             VALUES ($1, $2, true, now())
-             ON CONFLICT (user_id, notification_id)
-             DO UPDATE SET is_read = true, read_at = coalesce(inbox_entries.read_at, now())",
-        )
-        .bind(&user.sub)
-        .bind(id)
-        .execute(pool)
-        .await?;
+        sqlx::query(MARK_READ)
+            .bind(&user.sub)
+            .bind(id)
+            .execute(pool)
+            .await?;
         n.is_read = true;
     }
     Ok(Some(n))
@@ -295,36 +446,12 @@ pub async fn mark_seen(pool: &PgPool, user: &Claims, id: Uuid) -> Result<bool, s
 
 /// Marks everything this user can see as read; returns how many changed.
 pub async fn mark_all_read(pool: &PgPool, user: &Claims) -> Result<u64, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE inbox_entries e SET is_read = true, read_at = now()
-           FROM notifications n
-          WHERE e.user_id = $1 AND n.id = e.notification_id AND NOT e.is_read
-                AND e.deleted_at IS NULL AND n.seq IS NOT NULL
-                AND (n.audience IN ('users', 'broadcast') OR n.roles && $2::text[])",
-    )
-    .bind(&user.sub)
-    .bind(&user.roles)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    let inserted = sqlx::query(
-        "INSERT INTO inbox_entries (user_id, notification_id, is_read, read_at)
-         SELECT $1, n.id, true, now()
-           FROM notifications n
-          WHERE n.audience <> 'users' AND n.seq IS NOT NULL
-                AND (n.audience = 'broadcast' OR n.roles && $2::text[])
-                AND NOT EXISTS (SELECT 1 FROM inbox_entries e
-                                 WHERE e.notification_id = n.id AND e.user_id = $1)
-         ON CONFLICT (user_id, notification_id) DO NOTHING",
-    )
-    .bind(&user.sub)
-    .bind(&user.roles)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    tx.commit().await?;
-    Ok(updated + inserted)
+    let changed: i64 = sqlx::query_scalar(MARK_ALL_READ)
+        .bind(&user.sub)
+        .bind(&user.roles)
+        .fetch_one(pool)
+        .await?;
+    Ok(changed as u64)
 }
 
 /// Deletes one notification from this user's inbox (others keep theirs); `false` if they
@@ -333,15 +460,11 @@ pub async fn delete(pool: &PgPool, user: &Claims, id: Uuid) -> Result<bool, sqlx
     if get(pool, user, id).await?.is_none() {
         return Ok(false);
     }
-    sqlx::query(
-        "INSERT INTO inbox_entries (user_id, notification_id, deleted_at)
-         VALUES ($1, $2, now())
-         ON CONFLICT (user_id, notification_id) DO UPDATE SET deleted_at = now()",
-    )
-    .bind(&user.sub)
-    .bind(id)
-    .execute(pool)
-    .await?;
+    sqlx::query(DELETE)
+        .bind(&user.sub)
+        .bind(id)
+        .execute(pool)
+        .await?;
     Ok(true)
 }
 

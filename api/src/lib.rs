@@ -27,6 +27,8 @@ pub mod fanout;
 pub mod inbox;
 pub mod metrics;
 pub mod openapi;
+#[cfg(test)]
+mod plans;
 pub mod presence;
 pub mod publishing;
 pub mod routes;

@@ -132,10 +132,11 @@ pub async fn keep_positions_ahead(pool: &PgPool) -> Result<bool, sqlx::Error> {
     Ok(moved > 0)
 }
 
-/// Inserts `items` (publisher, notification): their inbox entries and email jobs, then the
-/// notifications themselves, each taking its position in its INSERT. Call it once per
-/// transaction, with fewer than [`MAX_PER_TRANSACTION`] items: the positions it hands out are
-/// unique only then. Public for the ordering tests, which commit and abort around it.
+/// Inserts `items` (publisher, notification): the notifications, each taking its position in
+/// its INSERT, then the inbox entries of their personal recipients and their email jobs, and
+/// counts all of them (ARCHITECTURE.md, "Counts and pages"). Call it once per transaction, with
+/// fewer than [`MAX_PER_TRANSACTION`] items: the positions it hands out are unique only then.
+/// Public for the ordering tests, which commit and abort around it.
 pub async fn store(
     conn: &mut PgConnection,
     items: &[(&str, &NewNotification)],
@@ -159,6 +160,44 @@ pub async fn store(
             })
         })
         .collect();
+    // The notifications, each taking its position from this transaction's id (ARCHITECTURE.md,
+    // "Ordering"): one INSERT of notifications per transaction, so the index in it tells them
+    // apart. No lock: readers of "everything after" wait for the horizon instead. Role and
+    // broadcast ones are counted by audience in the same statement (rows in key order, so two
+    // transactions never wait for each other's counters in a cycle).
+    let positions: Vec<(Uuid, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "WITH created AS (
+             INSERT INTO notifications (id, seq, audience, roles, type, priority, title, message,
+                                        action_url, data, triggered_by_name, channels, publisher)
+             SELECT id, (pg_current_xact_id()::text::bigint << 16)
+                        + (SELECT origin FROM position_origin) + ord - 1,
+                    audience, ARRAY(SELECT jsonb_array_elements_text(roles)), type, priority,
+                    title, message, action_url, data, triggered_by_name,
+                    ARRAY(SELECT jsonb_array_elements_text(channels)), publisher
+               FROM ROWS FROM (jsonb_to_recordset($1) AS (id uuid, audience text, roles jsonb,
+                    type text, priority text, title text, message text, action_url text,
+                    data jsonb, triggered_by_name text, channels jsonb, publisher text))
+                    WITH ORDINALITY AS t(id, audience, roles, type, priority, title, message,
+                    action_url, data, triggered_by_name, channels, publisher, ord)
+             RETURNING id, seq, created_at, audience, roles, type, priority
+         ), counted AS (
+             INSERT INTO shared_counts AS c (roles, type, priority, total)
+             SELECT roles, type, priority, count(*) FROM created WHERE audience <> 'users'
+              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+             ON CONFLICT (roles, type, priority) DO UPDATE SET total = c.total + excluded.total
+         )
+         SELECT id, seq, created_at FROM created",
+    )
+    .bind(serde_json::Value::Array(rows))
+    .fetch_all(&mut *conn)
+    .await?;
+    let position = |id: &Uuid| {
+        positions
+            .iter()
+            .find(|(p, _, _)| p == id)
+            .ok_or(sqlx::Error::RowNotFound)
+    };
+
     // Inbox entries of every personal recipient, and the email outbox: one job per personal
     // recipient with an address, in this transaction, so a committed notification always has its
     // emails queued (and a rolled-back one never does).
@@ -168,24 +207,38 @@ pub async fn store(
         let Audience::Users(recipients) = &n.audience else {
             continue;
         };
+        let seq = position(id)?.1;
         let emailed = n.channels.contains(&Channel::Email);
         for r in recipients {
-            inbox.push(*id, r, n);
+            inbox.push(*id, seq, r, n);
             if emailed && r.email.is_some() {
-                mail.push(*id, r, n);
+                mail.push(*id, seq, r, n);
             }
         }
     }
     if !inbox.users.is_empty() {
+        // The entries, and the recipients' counts in key order (see above).
         sqlx::query(
-            "INSERT INTO inbox_entries (user_id, notification_id, email, name)
-             SELECT u, n, e, nm FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[])
-                    AS t(u, n, e, nm)",
+            "WITH entries AS (
+                 INSERT INTO inbox_entries (user_id, notification_id, email, name, personal_seq)
+                 SELECT u, n, e, nm, s
+                   FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::bigint[])
+                        AS t(u, n, e, nm, s)
+             )
+             INSERT INTO personal_counts AS c (user_id, type, priority, total, unread)
+             SELECT u, ty, pr, count(*), count(*)
+               FROM unnest($1::text[], $6::text[], $7::text[]) AS t(u, ty, pr)
+              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+             ON CONFLICT (user_id, type, priority)
+             DO UPDATE SET total = c.total + excluded.total, unread = c.unread + excluded.unread",
         )
         .bind(&inbox.users)
         .bind(&inbox.notifications)
         .bind(&inbox.emails)
         .bind(&inbox.names)
+        .bind(&inbox.positions)
+        .bind(&inbox.types)
+        .bind(&inbox.priorities)
         .execute(&mut *conn)
         .await?;
     }
@@ -206,34 +259,9 @@ pub async fn store(
         .await?;
     }
 
-    // The notifications, each taking its position from this transaction's id (ARCHITECTURE.md,
-    // "Ordering"): one INSERT of notifications per transaction, so the index in it tells them
-    // apart. No lock: readers of "everything after" wait for the horizon instead.
-    let positions: Vec<(Uuid, i64, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
-        "INSERT INTO notifications (id, seq, audience, roles, type, priority, title, message,
-                                    action_url, data, triggered_by_name, channels, publisher)
-         SELECT id, (pg_current_xact_id()::text::bigint << 16)
-                    + (SELECT origin FROM position_origin) + ord - 1,
-                audience, ARRAY(SELECT jsonb_array_elements_text(roles)), type, priority,
-                title, message, action_url, data, triggered_by_name,
-                ARRAY(SELECT jsonb_array_elements_text(channels)), publisher
-           FROM ROWS FROM (jsonb_to_recordset($1) AS (id uuid, audience text, roles jsonb,
-                type text, priority text, title text, message text, action_url text, data jsonb,
-                triggered_by_name text, channels jsonb, publisher text))
-                WITH ORDINALITY AS t(id, audience, roles, type, priority, title, message,
-                action_url, data, triggered_by_name, channels, publisher, ord)
-         RETURNING id, seq, created_at",
-    )
-    .bind(serde_json::Value::Array(rows))
-    .fetch_all(&mut *conn)
-    .await?;
-
     let mut created = Vec::with_capacity(items.len());
     for (id, (_, n)) in ids.iter().zip(items) {
-        let (_, seq, created_at) = positions
-            .iter()
-            .find(|(p, _, _)| p == id)
-            .ok_or(sqlx::Error::RowNotFound)?;
+        let (_, seq, created_at) = position(id)?;
         created.push(Created {
             id: *id,
             audience: n.audience.kind().to_owned(),
@@ -264,6 +292,9 @@ pub async fn store(
 struct Columns {
     users: Vec<String>,
     notifications: Vec<Uuid>,
+    positions: Vec<i64>,
+    types: Vec<String>,
+    priorities: Vec<&'static str>,
     emails: Vec<Option<String>>,
     names: Vec<Option<String>>,
     delay_minutes: Vec<i32>,
@@ -271,9 +302,12 @@ struct Columns {
 }
 
 impl Columns {
-    fn push(&mut self, id: Uuid, r: &crate::domain::Recipient, n: &NewNotification) {
+    fn push(&mut self, id: Uuid, seq: i64, r: &crate::domain::Recipient, n: &NewNotification) {
         self.users.push(r.id.clone());
         self.notifications.push(id);
+        self.positions.push(seq);
+        self.types.push(n.kind.clone());
+        self.priorities.push(n.priority.as_str());
         self.emails.push(r.email.clone());
         self.names.push(r.name.clone());
         self.delay_minutes

@@ -214,3 +214,47 @@ impl Drop for Proxy {
         self.accept.abort();
     }
 }
+
+/// What `user` with `roles` sees, by (type, priority): (type, priority, total, unread), sorted.
+pub type Counted = Vec<(String, String, i64, i64)>;
+
+/// What `user` with `roles` sees, counted twice: by the inbox counters (as `/stats` and the
+/// list's totals do) and row by row from the inbox itself. Tests assert the two agree.
+pub async fn counts_both_ways(
+    pool: &sqlx::PgPool,
+    user: &str,
+    roles: &[&str],
+) -> (Counted, Counted) {
+    let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+    let counters: Counted = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT type, priority, sum(total)::bigint, sum(unread)::bigint FROM ({}) c
+          GROUP BY 1, 2 ORDER BY 1, 2",
+        crate::inbox::COUNTS
+    )))
+    .bind(user)
+    .bind(&roles)
+    .fetch_all(pool)
+    .await
+    .expect("count by the counters");
+    let rows: Counted = sqlx::query_as(
+        "WITH visible AS (
+             SELECT n.type, n.priority, e.is_read
+               FROM inbox_entries e JOIN notifications n ON n.id = e.notification_id
+              WHERE e.user_id = $1 AND e.deleted_at IS NULL AND n.audience = 'users'
+             UNION ALL
+             SELECT n.type, n.priority, coalesce(e.is_read, false)
+               FROM notifications n
+               LEFT JOIN inbox_entries e ON e.notification_id = n.id AND e.user_id = $1
+              WHERE n.audience <> 'users' AND e.deleted_at IS NULL
+                AND (n.audience = 'broadcast' OR n.roles && $2::text[])
+         )
+         SELECT type, priority, count(*), count(*) FILTER (WHERE NOT is_read)
+           FROM visible GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .bind(user)
+    .bind(&roles)
+    .fetch_all(pool)
+    .await
+    .expect("count row by row");
+    (counters, rows)
+}

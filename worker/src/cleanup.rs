@@ -45,22 +45,61 @@ pub async fn run(
     result.map(Some)
 }
 
+/// Deletes the notifications `pick` selects and takes them out of the inbox counters in the
+/// same statement (ARCHITECTURE.md, "Counts and pages"); the statement's one row is how many
+/// went. Their entries are locked first, so a read or delete committed meanwhile is counted once.
+fn forget(pick: &str) -> String {
+    format!(
+        "WITH gone AS (
+             DELETE FROM notifications WHERE id IN ({pick})
+             RETURNING id, audience, roles, type, priority
+         ), entries AS (
+             SELECT e.user_id, e.is_read, e.deleted_at IS NOT NULL AS deleted,
+                    g.audience, g.roles, g.type, g.priority
+               FROM inbox_entries e JOIN gone g ON g.id = e.notification_id
+                FOR UPDATE OF e
+         ), personal AS (
+             UPDATE personal_counts c SET total = c.total - d.total, unread = c.unread - d.unread
+               FROM (SELECT user_id, type, priority, count(*) AS total,
+                            count(*) FILTER (WHERE NOT is_read) AS unread
+                       FROM entries WHERE audience = 'users' AND NOT deleted
+                      GROUP BY 1, 2, 3) d
+              WHERE c.user_id = d.user_id AND c.type = d.type AND c.priority = d.priority
+         ), shared AS (
+             UPDATE shared_counts c SET total = c.total - d.total
+               FROM (SELECT roles, type, priority, count(*) AS total FROM gone
+                      WHERE audience <> 'users' GROUP BY 1, 2, 3) d
+              WHERE c.roles = d.roles AND c.type = d.type AND c.priority = d.priority
+         ), marks AS (
+             UPDATE shared_marks m SET read = m.read - d.read, deleted = m.deleted - d.deleted
+               FROM (SELECT user_id, roles, type, priority,
+                            count(*) FILTER (WHERE is_read AND NOT deleted) AS read,
+                            count(*) FILTER (WHERE deleted) AS deleted
+                       FROM entries WHERE audience <> 'users' GROUP BY 1, 2, 3, 4) d
+              WHERE m.user_id = d.user_id AND m.roles = d.roles AND m.type = d.type
+                AND m.priority = d.priority
+         )
+         SELECT count(*) FROM gone"
+    )
+}
+
+/// Runs `sql` (which answers how many rows it removed) until it removes fewer than `batch`.
 async fn repeat(
     conn: &mut sqlx::PgConnection,
-    sql: &'static str,
+    sql: &str,
     now: DateTime<Utc>,
     days: i32,
     batch: i64,
 ) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
-        let n = sqlx::query(sql)
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
             .bind(now)
             .bind(days)
             .bind(batch)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+            .fetch_one(&mut *conn)
+            .await?;
+        let n = n as u64;
         total += n;
         if n < batch as u64 {
             return Ok(total);
@@ -75,11 +114,12 @@ async fn batches(
 ) -> Result<Report, sqlx::Error> {
     let past_hard_limit = repeat(
         conn,
-        "DELETE FROM notifications WHERE id IN (
-             SELECT n.id FROM notifications n
+        &forget(
+            "SELECT n.id FROM notifications n
               WHERE n.created_at < $1 - make_interval(days => $2)
                 AND NOT EXISTS (SELECT 1 FROM email_jobs j WHERE j.notification_id = n.id AND j.status = 'pending')
-              LIMIT $3)",
+              LIMIT $3",
+        ),
         now,
         r.all_days as i32,
         r.batch,
@@ -90,13 +130,14 @@ async fn batches(
     // hard limit.
     let read = repeat(
         conn,
-        "DELETE FROM notifications WHERE id IN (
-             SELECT n.id FROM notifications n
+        &forget(
+            "SELECT n.id FROM notifications n
               WHERE n.created_at < $1 - make_interval(days => $2) AND n.audience = 'users'
                 AND NOT EXISTS (SELECT 1 FROM inbox_entries e
                                  WHERE e.notification_id = n.id AND NOT e.is_read AND e.deleted_at IS NULL)
                 AND NOT EXISTS (SELECT 1 FROM email_jobs j WHERE j.notification_id = n.id AND j.status = 'pending')
-              LIMIT $3)",
+              LIMIT $3",
+        ),
         now,
         r.read_days as i32,
         r.batch,
@@ -104,8 +145,12 @@ async fn batches(
     .await?;
     let idempotency_records = repeat(
         conn,
-        "DELETE FROM publish_requests WHERE ctid IN (
-             SELECT ctid FROM publish_requests WHERE created_at < $1 - make_interval(days => $2) LIMIT $3)",
+        "WITH gone AS (
+             DELETE FROM publish_requests WHERE ctid IN (
+                 SELECT ctid FROM publish_requests
+                  WHERE created_at < $1 - make_interval(days => $2) LIMIT $3)
+             RETURNING 1)
+         SELECT count(*) FROM gone",
         now,
         1,
         r.batch,

@@ -32,16 +32,11 @@ impl Worker {
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
-            // No JIT: it only pays off for long analytical queries. With stale statistics
-            // (autovacuum off, as on this project's machines) the relay's query was estimated
-            // above jit_above_cost and took 31 ms with JIT instead of 0.3 ms, on every batch.
-            // No cached generic plans: one made while a table was small (say, a seq scan of
-            // notifications joined to the batch's ids) stayed in use as the table grew, since
-            // nothing re-analyzed it; the commit path slowed by ~3 ms per 10,000 notifications.
+            // No JIT: it only pays off for long analytical queries (see the api's pool).
             .connect_with(
                 PgConnectOptions::from_str(config.database_url.expose())
                     .context("DATABASE_URL")?
-                    .options([("jit", "off"), ("plan_cache_mode", "force_custom_plan")]),
+                    .options([("jit", "off")]),
             )
             .await
             .context("connecting to Postgres (DATABASE_URL)")?;

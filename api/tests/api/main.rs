@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod counts;
 mod edges;
 mod faults;
 mod helpers;

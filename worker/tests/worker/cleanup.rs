@@ -113,3 +113,68 @@ async fn a_second_worker_does_not_clean_up_while_one_is() {
     );
     assert!(remaining(&s).await.is_empty());
 }
+
+/// Retention removes notifications users have read, deleted or not touched; their inbox counts
+/// (`/stats`, the list's totals) must lose exactly those.
+#[tokio::test]
+async fn inbox_counts_stay_exact_when_retention_removes_notifications() {
+    let s = stack().await;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let body = if i % 3 == 2 {
+            json!({"broadcast": true, "type": "t", "priority": "low", "title": format!("n{i}"), "message": ""})
+        } else {
+            let to = if i % 3 == 1 {
+                json!(["a"])
+            } else {
+                json!(["a", "b"])
+            };
+            let kind = ["t", "u"][i % 2];
+            json!({"recipients": to, "type": kind, "title": format!("n{i}"), "message": ""})
+        };
+        ids.push(s.publish(body).await["id"].as_str().unwrap().to_owned());
+    }
+    for (i, id) in ids.iter().enumerate() {
+        if i % 2 == 0 {
+            assert_eq!(
+                s.put("a", &format!("/api/notifications/{id}/read"), None)
+                    .await,
+                200
+            );
+        }
+        if i % 4 == 1 {
+            let gone = s
+                .http
+                .delete(format!("http://{}/api/notifications/{id}", s.api))
+                .bearer_auth(token("a", None))
+                .send()
+                .await
+                .unwrap();
+            assert!(gone.status().is_success());
+        }
+        if i < 8 {
+            backdate(&s, id, if i % 2 == 0 { 40 } else { 200 }).await;
+        }
+    }
+    let before = herald_api::testing::counts_both_ways(&s.pool, "a", &[]).await;
+    assert_eq!(before.0, before.1);
+    let r = Retention {
+        read_days: 30,
+        all_days: 180,
+        batch: 3,
+    };
+    let report = cleanup::run(&s.pool, Utc::now(), r).await.unwrap().unwrap();
+    assert!(report.past_hard_limit > 0 && report.read > 0, "{report:?}");
+    for user in ["a", "b"] {
+        let (counters, rows) = herald_api::testing::counts_both_ways(&s.pool, user, &[]).await;
+        assert_eq!(counters, rows, "{user}");
+        assert!(!rows.is_empty());
+    }
+    assert_ne!(
+        herald_api::testing::counts_both_ways(&s.pool, "a", &[])
+            .await
+            .1,
+        before.1,
+        "retention removed some of what a counted"
+    );
+}
