@@ -85,8 +85,9 @@ pids+=("$gw_pid")
 ready "127.0.0.1:$gw_port" || { echo "gateway not ready" >&2; exit 1; }
 echo "api: pid $api_pid on 127.0.0.1:$api_port; gateway: pid $gw_pid on 127.0.0.1:$gw_port"
 
-# 3. Fresh statistics (the api has migrated before it listens), empty counters.
-psql_pg -d herald -c "ANALYZE" -c "SELECT pg_stat_statements_reset()" >/dev/null
+# 3. Empty counters. (No ANALYZE of the empty tables: the api's own statistics keeper decides,
+#    as in a new deployment.)
+psql_pg -d herald -c "SELECT pg_stat_statements_reset()" >/dev/null
 
 # 4. CPU clock ticks: utime+stime (fields 14, 15) of the given pids; with `reaped`, the
 #    postmaster's cutime+cstime (16, 17: children that exited and were waited for).
@@ -103,8 +104,11 @@ reaped() { local s f; s=$(cat "/proc/$1/stat"); read -ra f <<<"${s##*) }"; echo 
 pg_children() { pgrep -P "$postmaster" | tr '\n' ' '; }
 hz=$(getconf CLK_TCK)
 
+# The machine's Redis (shared: other work on it counts too, usually none during a run).
+redis_pid=$(pgrep -o -x redis-server || true)
 # shellcheck disable=SC2046 # pid list
 pg0=$(ticks $(pg_children)) pm0=$(($(ticks "$postmaster") + $(reaped "$postmaster"))) api0=$(ticks "$api_pid")
+gw0=$(ticks "$gw_pid") rd0=$(ticks $redis_pid)
 started=$(date +%s.%N)
 out=$(timeout 300 "$bin/herald-loadtest" --api "http://127.0.0.1:$api_port" targeted \
     --gateway "127.0.0.1:$gw_port" --gateway-pid "$gw_pid" --connections "$USERS" \
@@ -112,6 +116,7 @@ out=$(timeout 300 "$bin/herald-loadtest" --api "http://127.0.0.1:$api_port" targ
 ended=$(date +%s.%N)
 # shellcheck disable=SC2046
 pg1=$(ticks $(pg_children)) pm1=$(($(ticks "$postmaster") + $(reaped "$postmaster"))) api1=$(ticks "$api_pid")
+gw1=$(ticks "$gw_pid") rd1=$(ticks $redis_pid)
 echo "$out"
 result=$(grep '^RESULT ' <<<"$out" | sed 's/^RESULT //')
 sent=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["sent"]-r["errors"])' "$result")
@@ -123,6 +128,9 @@ per() { python3 -c "print(f'{$1 * 1e6 / $hz / $sent:,.0f}')"; }
 echo "- Postgres backends (live children of the postmaster): $(per $((pg1 - pg0))) µs CPU / notification ($(((pg1 - pg0) * 1000 / hz)) ms total)"
 echo "- Postgres incl. postmaster + exited children:        $(per $((pg1 - pg0 + pm1 - pm0))) µs CPU / notification"
 echo "- api (pid $api_pid):                                    $(per $((api1 - api0))) µs CPU / notification ($(((api1 - api0) * 1000 / hz)) ms total)"
+echo "- gateway (pid $gw_pid):                                $(per $((gw1 - gw0))) µs CPU / notification"
+echo "- Redis (pid ${redis_pid:-?}):                                 $(per $((rd1 - rd0))) µs CPU / notification"
+echo "- whole stack (Postgres incl. postmaster, api, gateway, Redis): $(per $((pg1 - pg0 + pm1 - pm0 + api1 - api0 + gw1 - gw0 + rd1 - rd0))) µs CPU / notification"
 echo "  (clock ticks of 1/$hz s; other work on this machine does not count, but timing noise does)"
 
 # 5. The statements.

@@ -12,6 +12,7 @@
 
 mod clients;
 mod gateway;
+mod inbox;
 mod publish;
 mod smoke;
 mod spread;
@@ -52,6 +53,8 @@ enum Scenario {
     /// Publish latency of single-recipient notifications, then fan-out insert throughput of
     /// large-recipient notifications.
     Publish(publish::Args),
+    /// Inbox reads (first page, unread page, stats) for a user who sees `--size` notifications.
+    Inbox(inbox::Args),
     /// Idle connections: connect rate and gateway RSS per connection.
     Hold {
         #[command(flatten)]
@@ -121,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
     let (api, secret) = (cli.api.as_str(), &cli.secret);
     match cli.scenario {
         Scenario::Publish(args) => publish::run(api, secret, args).await,
+        Scenario::Inbox(args) => inbox::run(api, secret, args).await.map(|_| ()),
         Scenario::Hold { target, hold_secs } => {
             gateway::print("hold", &gateway::hold(secret, &target, hold_secs).await?);
             Ok(())

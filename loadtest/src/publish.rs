@@ -3,7 +3,7 @@
 
 use crate::stats::Latencies;
 use herald_core::secret::Secret;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
@@ -20,6 +20,10 @@ pub struct Args {
     /// How many fan-out notifications to publish.
     #[arg(long, default_value_t = 10)]
     fanout_count: usize,
+    /// After the single-recipient part, read every user's inbox with `?after=` and check it
+    /// returns exactly what was acknowledged after the user's first position, in order.
+    #[arg(long)]
+    verify: bool,
 }
 
 impl Args {
@@ -30,6 +34,7 @@ impl Args {
             concurrency: 2,
             fanout_recipients: 200,
             fanout_count: 1,
+            verify: true,
         }
     }
 }
@@ -42,30 +47,51 @@ pub async fn run(api: &str, secret: &Secret, args: Args) -> anyhow::Result<()> {
     let url = format!("{api}/api/notifications");
 
     // Single recipient: acknowledged = committed.
+    let run = crate::gateway::run_id();
     let per_task = args.count.div_ceil(args.concurrency.max(1));
     let started = Instant::now();
     let tasks: Vec<_> = (0..args.concurrency.max(1))
         .map(|t| {
-            let (http, url, token) = (http.clone(), url.clone(), token.clone());
+            let (http, url, token, run) = (http.clone(), url.clone(), token.clone(), run.clone());
             tokio::spawn(async move {
                 let mut samples = Vec::with_capacity(per_task);
+                let mut acked = Vec::with_capacity(per_task);
                 for i in 0..per_task {
-                    let body = json!({"recipients": [format!("lt-user-{}", (t * per_task + i) % 1000)],
+                    let user = format!("lt-{run}-{}", (t * per_task + i) % 1000);
+                    let body = json!({"recipients": [user],
                         "type": "loadtest", "priority": "low", "title": "load", "message": "m"});
                     let sent = Instant::now();
-                    let resp = http.post(&url).bearer_auth(&token).json(&body).send().await?;
+                    let resp = http
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&body)
+                        .send()
+                        .await?;
                     anyhow::ensure!(resp.status() == 201, "publish answered {}", resp.status());
                     samples.push(sent.elapsed());
+                    let created: Value = resp.json().await?;
+                    let id = created["id"].as_str().unwrap_or_default().to_owned();
+                    let seq = created["notification"]["seq"].as_i64().unwrap_or_default();
+                    acked.push((user, id, seq));
                 }
-                Ok::<_, anyhow::Error>(samples)
+                Ok::<_, anyhow::Error>((samples, acked))
             })
         })
         .collect();
     let mut samples = Vec::new();
+    let mut acked = Vec::new();
     for t in tasks {
-        samples.extend(t.await??);
+        let (s, a) = t.await??;
+        samples.extend(s);
+        acked.extend(a);
     }
     let elapsed = started.elapsed();
+    if args.verify {
+        let users = verify_after(&http, api, secret, acked).await?;
+        println!(
+            "verified: every acknowledged notification read back exactly once, in order, with ?after= ({users} users)"
+        );
+    }
     let lat = Latencies::new(samples);
     println!(
         "single-recipient publish: n={} concurrency={} p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms rate={:.0}/s",
@@ -121,4 +147,54 @@ pub async fn run(api: &str, secret: &Secret, args: Args) -> anyhow::Result<()> {
                "p50_ms": fan.ms(50.0), "max_ms": fan.ms(100.0), "rows_per_s": rows_per_s})
     );
     Ok(())
+}
+
+/// For each user: everything acknowledged after their first position, read back with `?after=`
+/// (paged), must be exactly those notifications, once each, in increasing position. Returns the
+/// number of users checked.
+async fn verify_after(
+    http: &reqwest::Client,
+    api: &str,
+    secret: &Secret,
+    acked: Vec<(String, String, i64)>,
+) -> anyhow::Result<usize> {
+    let mut by_user: std::collections::BTreeMap<String, Vec<(i64, String)>> = Default::default();
+    for (user, id, seq) in acked {
+        by_user.entry(user).or_default().push((seq, id));
+    }
+    for (user, mut sent) in by_user.iter_mut().map(|(u, s)| (u, std::mem::take(s))) {
+        sent.sort();
+        let token = crate::gateway::mint(secret, user, &[], None);
+        let mut after = sent[0].1.clone();
+        let mut got: Vec<(i64, String)> = Vec::new();
+        loop {
+            let page: Value = http
+                .get(format!("{api}/api/notifications?after={after}&limit=100"))
+                .bearer_auth(&token)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            for n in page["notifications"].as_array().into_iter().flatten() {
+                got.push((
+                    n["seq"].as_i64().unwrap_or_default(),
+                    n["id"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+            if let Some(last) = got.last() {
+                after = last.1.clone();
+            }
+            if page["has_more"] != true {
+                break;
+            }
+        }
+        anyhow::ensure!(
+            got == sent[1..],
+            "{user}: ?after= returned {} notifications, {} were acknowledged after the first (or out of order)",
+            got.len(),
+            sent.len() - 1
+        );
+    }
+    Ok(by_user.len())
 }

@@ -3,7 +3,7 @@
 //! never a speed. The last line reads `smoke: N passed, M failed`.
 
 use crate::gateway::{self, Target};
-use crate::{publish, spread};
+use crate::{inbox, publish, spread};
 use herald_core::secret::Secret;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,6 +63,21 @@ pub async fn run(api: &str, secret: &Secret, args: Args) -> anyhow::Result<bool>
         publish::run(api, secret, publish::Args::small())
             .await
             .map(|()| (true, "single and fan-out publishes answered 201".into())),
+    );
+    check(
+        "inbox",
+        inbox::run(
+            api,
+            secret,
+            inbox::Args::small(&format!("http://{}", args.entry)),
+        )
+        .await
+        .map(|r| {
+            (
+                true,
+                format!("a user seeing {} notifications read them", r["seen_total"]),
+            )
+        }),
     );
     check(
         "hold",
