@@ -16,7 +16,8 @@ use fred::bytes_utils::Str;
 use fred::prelude::*;
 use herald_core::keys::Keys;
 use herald_core::wire::{Notification, ServerMessage};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Session advisory lock held by the one api process that runs the relay.
@@ -38,6 +39,8 @@ SELECT n.id, n.seq, n.type, n.priority, n.title, n.message, n.action_url, n.data
  ORDER BY n.seq
  LIMIT $2";
 
+/// How often a busy relay stores its cursor (it always does when it goes idle).
+const CURSOR_EVERY: Duration = Duration::from_millis(200);
 /// The first wait for a horizon that holds back committed notifications.
 const HELD_BACK_FIRST_WAIT: Duration = Duration::from_millis(1);
 /// Publishes sent per pipeline round trip.
@@ -94,10 +97,33 @@ impl Bus {
     /// Sends the same payload to every channel, pipelined. Fails if Redis does not take all.
     pub async fn publish(&self, channels: &[String], payload: &str) -> Result<(), Error> {
         let payload = Str::from(payload);
-        for chunk in channels.chunks(PIPELINE_CHUNK) {
+        let each: Vec<(Str, Str)> = channels
+            .iter()
+            .map(|c| (Str::from(c.as_str()), payload.clone()))
+            .collect();
+        self.pipelined(each).await
+    }
+
+    /// Sends each payload to its channels, in order, pipelined. Fails if Redis does not take
+    /// all.
+    pub async fn publish_each(&self, messages: &[(Vec<String>, String)]) -> Result<(), Error> {
+        let mut each = Vec::new();
+        for (channels, payload) in messages {
+            let payload = Str::from(payload.as_str());
+            each.extend(
+                channels
+                    .iter()
+                    .map(|c| (Str::from(c.as_str()), payload.clone())),
+            );
+        }
+        self.pipelined(each).await
+    }
+
+    async fn pipelined(&self, each: Vec<(Str, Str)>) -> Result<(), Error> {
+        for chunk in each.chunks(PIPELINE_CHUNK) {
             let pipeline = self.client.pipeline();
-            for channel in chunk {
-                let _: () = pipeline.publish(channel.as_str(), payload.clone()).await?;
+            for (channel, payload) in chunk {
+                let _: () = pipeline.publish(channel.clone(), payload.clone()).await?;
             }
             let _: Vec<i64> = pipeline.all().await?;
         }
@@ -188,15 +214,19 @@ async fn lead(state: &AppState) -> Result<(), sqlx::Error> {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let mut cursor: i64 = sqlx::query_scalar("SELECT last_seq FROM relay_cursor WHERE id = 1")
+    let stored_cursor: i64 = sqlx::query_scalar("SELECT last_seq FROM relay_cursor WHERE id = 1")
         .fetch_one(&mut conn)
         .await?;
+    // Past what this process published already (its stored cursor lags by up to CURSOR_EVERY);
+    // another process that led meanwhile has stored a cursor beyond it.
+    let mut cursor = stored_cursor.max(state.relay_published.load(Ordering::SeqCst));
     tracing::info!(cursor, "relay running");
+    let (mut stored, mut stored_at) = (stored_cursor, Instant::now());
     // How long to wait for a horizon that holds back committed notifications: doubled up to
     // the poll interval while it stays put (a slow transaction anywhere in the cluster).
     let mut held_back_wait = HELD_BACK_FIRST_WAIT;
     loop {
-        let mut held_back = false;
+        let mut held_back;
         loop {
             let batch: Vec<RelayRow> = sqlx::query_as(RELAY_READ)
                 .bind(cursor)
@@ -204,25 +234,24 @@ async fn lead(state: &AppState) -> Result<(), sqlx::Error> {
                 .fetch_all(&mut conn)
                 .await?;
             let read = batch.len();
-            let mut published = 0;
-            for item in batch {
-                if item.row.seq >= item.horizon {
-                    // Committed, but a transaction that may still create a smaller position is
-                    // running: publishing this now could overtake it.
-                    held_back = true;
-                    break;
-                }
-                let seq = item.row.seq;
-                publish_until_accepted(state, item).await;
-                cursor = seq;
-                published += 1;
-            }
-            if published > 0 {
-                sqlx::query("UPDATE relay_cursor SET last_seq = $1 WHERE id = 1")
-                    .bind(cursor)
-                    .execute(&mut conn)
-                    .await?;
+            // Only what is below the horizon: a committed notification above it may still be
+            // overtaken by a smaller position of a transaction that is running.
+            let ready: Vec<RelayRow> = batch
+                .into_iter()
+                .take_while(|item| item.row.seq < item.horizon)
+                .collect();
+            held_back = ready.len() < read;
+            if let Some(last) = ready.last() {
+                cursor = last.row.seq;
+                publish_until_accepted(state, ready).await;
+                state.relay_published.store(cursor, Ordering::SeqCst);
                 state.metrics.relay_position.set(cursor);
+                // The stored cursor is a bookmark (see above): written at most every
+                // CURSOR_EVERY while busy, and when the relay goes idle.
+                if stored_at.elapsed() >= CURSOR_EVERY {
+                    store_cursor(&mut conn, cursor).await?;
+                    (stored, stored_at) = (cursor, Instant::now());
+                }
             }
             if held_back || (read as i64) < RELAY_BATCH {
                 break;
@@ -238,24 +267,45 @@ async fn lead(state: &AppState) -> Result<(), sqlx::Error> {
         };
         tokio::select! {
             _ = state.relay_wake.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(wait) => {
+                if stored != cursor {
+                    store_cursor(&mut conn, cursor).await?;
+                    (stored, stored_at) = (cursor, Instant::now());
+                }
+            }
         }
     }
 }
 
-async fn publish_until_accepted(state: &AppState, item: RelayRow) {
+async fn store_cursor(conn: &mut sqlx::PgConnection, cursor: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE relay_cursor SET last_seq = $1 WHERE id = 1")
+        .bind(cursor)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Publishes `items` in order, in one pipeline, retrying until Redis accepts all of them (a
+/// retry may publish some twice: gateways drop positions they already delivered).
+async fn publish_until_accepted(state: &AppState, items: Vec<RelayRow>) {
     let keys = &state.bus.keys;
-    let channels: Vec<String> = match item.audience.as_str() {
-        "users" => item.users.iter().map(|u| keys.user_channel(u)).collect(),
-        "roles" => item.roles.iter().map(|r| keys.role_channel(r)).collect(),
-        _ => vec![keys.broadcast_channel()],
-    };
-    let frame = ServerMessage::NewNotification {
-        notification: Notification::from(item.row),
-    }
-    .to_json();
+    let messages: Vec<(Vec<String>, String)> = items
+        .into_iter()
+        .map(|item| {
+            let channels: Vec<String> = match item.audience.as_str() {
+                "users" => item.users.iter().map(|u| keys.user_channel(u)).collect(),
+                "roles" => item.roles.iter().map(|r| keys.role_channel(r)).collect(),
+                _ => vec![keys.broadcast_channel()],
+            };
+            let frame = ServerMessage::NewNotification {
+                notification: Notification::from(item.row),
+            }
+            .to_json();
+            (channels, frame)
+        })
+        .collect();
     let mut backoff = Duration::from_millis(50);
-    while let Err(err) = state.bus.publish(&channels, &frame).await {
+    while let Err(err) = state.bus.publish_each(&messages).await {
         state.metrics.redis_publish_errors.inc();
         tracing::warn!(cause = %err, "relay could not publish; retrying");
         // Unanswered although "connected": the connection may have stalled without closing,
@@ -269,5 +319,5 @@ async fn publish_until_accepted(state: &AppState, item: RelayRow) {
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
-    state.metrics.relay_published.inc();
+    state.metrics.relay_published.inc_by(messages.len() as u64);
 }

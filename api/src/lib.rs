@@ -10,7 +10,8 @@
 //! - [`extract`]: the caller's verified identity and JSON bodies with field-named errors.
 //! - [`domain`]: publish requests validated into trusted types.
 //! - [`inbox`]: reading and changing a user's inbox in Postgres.
-//! - [`publishing`]: creating notifications in Postgres, in commit order, idempotently.
+//! - [`publishing`]: creating notifications in Postgres, with their positions, idempotently.
+//! - [`statistics`]: ANALYZE for tables that grew by half (young deployments).
 //! - [`fanout`]: Redis: the bus, the ordered relay, the change queue.
 //! - [`presence`]: connection stats from what gateways report to Redis.
 //! - [`metrics`], [`error`], [`openapi`].
@@ -34,4 +35,5 @@ pub mod publishing;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod statistics;
 pub mod testing;

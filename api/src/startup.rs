@@ -33,9 +33,11 @@ pub struct App {
     state: AppState,
 }
 
-/// Applies the migrations not applied yet; when there were any, collects fresh statistics
-/// right away (a migration can move or create many rows), rather than leave the planner
-/// guessing until autovacuum gets round to it.
+/// Applies the migrations not applied yet; when there were any, collects fresh statistics of
+/// the tables that hold rows right away (a migration can move or create many), rather than
+/// leave the planner guessing until autovacuum gets round to it. Empty tables are left
+/// unanalyzed: statistics saying "empty" would let a plan cached now scan them sequentially
+/// once they are not (`statistics` takes over as they grow).
 pub async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     const APPLIED: &str = "SELECT count(*) FROM pg_tables WHERE tablename = '_sqlx_migrations'
                            AND schemaname = current_schema()";
@@ -57,8 +59,7 @@ pub async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
         .await
         .context("running database migrations")?;
     if applied().await.context("reading applied migrations")? > before {
-        sqlx::query("ANALYZE")
-            .execute(pool)
+        crate::statistics::analyze_filled(pool)
             .await
             .context("ANALYZE after migrations")?;
     }
@@ -122,6 +123,7 @@ impl App {
             metrics,
             relay_wake: Notify::new(),
             relay_poll: Duration::from_millis(config.relay_poll_ms),
+            relay_published: std::sync::atomic::AtomicI64::new(0),
             max_data_bytes: config.max_data_bytes,
             link_origins: origins
                 .with(&config.link_origins)
@@ -174,10 +176,12 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let relay = tokio::spawn(fanout::run_relay(self.state.clone()));
+        let statistics = tokio::spawn(crate::statistics::keep_current(self.state.pool.clone()));
         let result = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
         relay.abort();
+        statistics.abort();
         self.state.pool.close().await;
         result
     }

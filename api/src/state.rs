@@ -28,6 +28,10 @@ pub struct Shared {
     /// Poked after every commit that created a notification.
     pub relay_wake: Notify,
     pub relay_poll: Duration,
+    /// The last position this process's relay published (0 before it led). Its stored cursor
+    /// may lag behind by up to 200 ms: when the relay takes the lead again after losing its
+    /// connection, it goes on from here rather than publish that stretch twice.
+    pub relay_published: std::sync::atomic::AtomicI64,
     pub max_data_bytes: usize,
     /// Origins an absolute `action_url` may point at.
     pub link_origins: AllowedOrigins,
