@@ -48,32 +48,6 @@ const PIPELINE_CHUNK: usize = 1_000;
 /// Change messages waiting for Redis before new ones are dropped (and counted).
 const CHANGE_QUEUE: usize = 10_000;
 
-/// Connects to Redis in the background (reconnecting forever with backoff); commands wait at
-/// most `timeout` for an answer, so a dead Redis costs a bounded delay, never a hang.
-pub fn redis_client(url: &str, timeout: Duration) -> anyhow::Result<Client> {
-    let config = Config::from_url(url)?;
-    let client = Builder::from_config(config)
-        .with_connection_config(|c| {
-            c.connection_timeout = timeout;
-            c.internal_command_timeout = timeout;
-            // A connection that stalls without closing (a proxy, a NAT, a paused VM) keeps
-            // reporting "connected"; a command unanswered for 3 × timeout makes fred replace it,
-            // so the relay's retries reach Redis again.
-            c.unresponsive = fred::types::config::UnresponsiveConfig {
-                max_timeout: Some(timeout * 3),
-                interval: timeout / 2,
-            };
-        })
-        .with_performance_config(|p| {
-            p.default_command_timeout = timeout;
-        })
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
-        .build()?;
-    // Not awaited: the api starts (and answers 503 where Redis is needed) while Redis is down.
-    let _connection_task = client.connect();
-    Ok(client)
-}
-
 /// Publishes to the channels of Herald's Redis scheme.
 #[derive(Clone)]
 pub struct Bus {

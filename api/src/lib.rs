@@ -11,7 +11,6 @@
 //! - [`domain`]: publish requests validated into trusted types.
 //! - [`inbox`]: reading and changing a user's inbox in Postgres.
 //! - [`publishing`]: creating notifications in Postgres, with their positions, idempotently.
-//! - [`statistics`]: ANALYZE for tables that grew by half (young deployments).
 //! - [`fanout`]: Redis: the bus, the ordered relay, the change queue.
 //! - [`presence`]: connection stats from what gateways report to Redis.
 //! - [`metrics`], [`error`], [`openapi`].
@@ -35,5 +34,4 @@ pub mod publishing;
 pub mod routes;
 pub mod startup;
 pub mod state;
-pub mod statistics;
 pub mod testing;

@@ -113,7 +113,7 @@ async fn check(conn: &mut PgConnection, name: &str, query: &str, types: &str, ar
 async fn hot_queries_read_a_page_through_indexes_whatever_the_inbox_holds() {
     let url = crate::testing::fresh_database().await;
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    crate::startup::migrate(&pool).await.unwrap();
+    herald_service::postgres::migrate(&pool).await.unwrap();
     sqlx::raw_sql(POPULATE).execute(&pool).await.unwrap();
     let alices: String = sqlx::query_scalar(
         "SELECT notification_id::text FROM inbox_entries

@@ -15,11 +15,12 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use fred::prelude::ClientLike as _;
 use herald_core::keys::Keys;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use herald_service::postgres;
+use herald_service::redis::WhileDown;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -33,65 +34,23 @@ pub struct App {
     state: AppState,
 }
 
-/// Applies the migrations not applied yet; when there were any, collects fresh statistics of
-/// the tables that hold rows right away (a migration can move or create many), rather than
-/// leave the planner guessing until autovacuum gets round to it. Empty tables are left
-/// unanalyzed: statistics saying "empty" would let a plan cached now scan them sequentially
-/// once they are not (`statistics` takes over as they grow).
-pub async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
-    const APPLIED: &str = "SELECT count(*) FROM pg_tables WHERE tablename = '_sqlx_migrations'
-                           AND schemaname = current_schema()";
-    let applied = async || -> Result<i64, sqlx::Error> {
-        if sqlx::query_scalar::<_, i64>(APPLIED)
-            .fetch_one(pool)
-            .await?
-            == 0
-        {
-            return Ok(0);
-        }
-        sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
-            .fetch_one(pool)
-            .await
-    };
-    let before = applied().await.context("reading applied migrations")?;
-    sqlx::migrate!("./migrations")
-        .run(pool)
-        .await
-        .context("running database migrations")?;
-    if applied().await.context("reading applied migrations")? > before {
-        crate::statistics::analyze_filled(pool)
-            .await
-            .context("ANALYZE after migrations")?;
-    }
-    Ok(())
-}
-
 impl App {
     /// Connects to Postgres (running migrations) and Redis, and prepares the router.
     pub async fn build(config: Config, listener: TcpListener) -> anyhow::Result<Self> {
         let verifier = config.jwt.verifier().context("JWT configuration")?;
         let origins = Arc::new(config.origins().context("CORS_ALLOWED_ORIGINS")?);
-        let pool = PgPoolOptions::new()
-            .max_connections(config.db_pool_size)
-            .acquire_timeout(config.db_acquire_timeout())
-            // No JIT: it only pays off for long analytical queries. With stale statistics
-            // (autovacuum off) the relay's query was estimated above jit_above_cost and took
-            // 31 ms with JIT instead of 0.3 ms, on every batch. Cached generic plans are fine:
-            // every hot query's generic plan reads one page through an index whatever the
-            // statistics say (`plans` tests), and autovacuum's ANALYZE invalidates them.
-            .connect_with(
-                PgConnectOptions::from_str(config.database_url.expose())
-                    .context("DATABASE_URL")?
-                    .options([
-                        ("jit", "off"),
-                        // A transaction left open holds back every reader of "everything after"
-                        // (ARCHITECTURE.md, "Ordering"): one whose client stalled is ended.
-                        ("idle_in_transaction_session_timeout", "5s"),
-                    ]),
-            )
-            .await
-            .context("connecting to Postgres (DATABASE_URL)")?;
-        migrate(&pool).await?;
+        // Plans are Postgres' own choice, custom or generic: every hot query's plans are
+        // checked (`plans` tests) and statistics keep up (`herald_service::postgres`).
+        let pool = postgres::connect(
+            config.database_url.expose(),
+            config.db_pool_size,
+            config.db_acquire_timeout(),
+            // A transaction left open holds back every reader of "everything after"
+            // (ARCHITECTURE.md, "Ordering"): one whose client stalled is ended.
+            &[("idle_in_transaction_session_timeout", "5s")],
+        )
+        .await?;
+        postgres::migrate(&pool).await?;
         if crate::publishing::keep_positions_ahead(&pool)
             .await
             .context("checking notification positions")?
@@ -100,8 +59,15 @@ impl App {
                 "stored positions were ahead of this cluster's transaction ids (a logical restore?): new positions now follow them"
             );
         }
-        let redis = fanout::redis_client(config.redis_url.expose(), Duration::from_secs(1))
-            .context("REDIS_URL")?;
+        let redis = herald_service::redis::client(
+            config.redis_url.expose(),
+            Duration::from_secs(1),
+            WhileDown::Fail,
+        )
+        .context("REDIS_URL")?;
+        // Not awaited: the api starts (and answers 503 where Redis is needed) while Redis is
+        // down.
+        let _connection_task = redis.connect();
         let bus = Bus {
             client: redis,
             keys: Keys::new(config.redis_prefix.clone()),
@@ -176,7 +142,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let relay = tokio::spawn(fanout::run_relay(self.state.clone()));
-        let statistics = tokio::spawn(crate::statistics::keep_current(self.state.pool.clone()));
+        let statistics = tokio::spawn(postgres::keep_statistics_current(self.state.pool.clone()));
         let result = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
@@ -212,23 +178,6 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+    herald_service::shutdown::signal().await;
     tracing::info!("shutting down");
 }

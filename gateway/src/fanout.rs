@@ -67,40 +67,6 @@ impl BusHealth {
     }
 }
 
-/// A subscriber with a large receive buffer, reconnecting forever; connects in the background.
-pub fn subscriber(url: &str) -> anyhow::Result<SubscriberClient> {
-    let mut config = fred::prelude::Config::from_url(url)?;
-    config.fail_fast = false;
-    let client = Builder::from_config(config)
-        .with_performance_config(|p| {
-            p.broadcast_channel_capacity = 65_536;
-            p.default_command_timeout = Duration::from_secs(5);
-        })
-        .with_connection_config(|c| c.connection_timeout = Duration::from_secs(2))
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
-        .build_subscriber_client()?;
-    Ok(client)
-}
-
-/// A plain client for presence reports and probes. A command unanswered for 3 s makes fred
-/// replace the connection (a stalled connection would otherwise stay "connected" for good).
-pub fn client(url: &str) -> anyhow::Result<Client> {
-    let mut config = fred::prelude::Config::from_url(url)?;
-    config.fail_fast = false;
-    let client = Builder::from_config(config)
-        .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(2))
-        .with_connection_config(|c| {
-            c.connection_timeout = Duration::from_secs(2);
-            c.unresponsive = fred::types::config::UnresponsiveConfig {
-                max_timeout: Some(Duration::from_secs(3)),
-                interval: Duration::from_millis(500),
-            };
-        })
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
-        .build()?;
-    Ok(client)
-}
-
 #[derive(Deserialize)]
 struct Peek {
     notification: PeekNotification,

@@ -123,7 +123,7 @@ pub fn router(shared: Arc<Shared>, socketio: SocketIoLayer) -> Router {
         .allow_headers([CONTENT_TYPE, AUTHORIZATION]);
     Router::new()
         .route(WS_PATH, any(upgrade))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(herald_service::ops::healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async { detail(StatusCode::NOT_FOUND, "Not Found") })
@@ -184,10 +184,6 @@ fn detached(req: Request) -> Request {
     Request::from_parts(head, body)
 }
 
-async fn healthz() -> Response {
-    (StatusCode::OK, axum::Json(json!({"status": "ok"}))).into_response()
-}
-
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let redis = shared.subscriber.is_connected() && !shared.bus.stalled();
     let draining = shared.is_draining();
@@ -201,11 +197,7 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        shared.ctx.metrics.render(),
-    )
-        .into_response()
+    herald_service::ops::metrics(shared.ctx.metrics.render())
 }
 
 fn query_param(req: &Request, name: &str) -> Option<String> {

@@ -24,13 +24,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(addr = %gateway.local_addr()?, node = gateway.node_id(), "herald-gateway listening");
     gateway
         .run_until_stopped(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+            herald_service::shutdown::signal().await;
             tracing::info!("shutting down: draining");
         })
         .await?;

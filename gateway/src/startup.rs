@@ -14,6 +14,7 @@ use crate::socketio::SocketIoState;
 use anyhow::Context as _;
 use fred::prelude::{Client, ClientLike};
 use herald_core::keys::Keys;
+use herald_service::redis::WhileDown;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use socketioxide::SocketIo;
@@ -83,8 +84,14 @@ impl Gateway {
             idle_timeout: config.idle_timeout(),
             replay_max: config.replay_max,
         });
-        let subscriber = fanout::subscriber(config.redis_url.expose()).context("REDIS_URL")?;
-        let presence_client = fanout::client(config.redis_url.expose())?;
+        let subscriber =
+            herald_service::redis::subscriber(config.redis_url.expose()).context("REDIS_URL")?;
+        // Presence reports and probes: a command unanswered for 3 s replaces the connection.
+        let presence_client = herald_service::redis::client(
+            config.redis_url.expose(),
+            Duration::from_secs(1),
+            WhileDown::Wait,
+        )?;
         let _presence_connection = presence_client.connect();
         let bus = fanout::BusHealth::new(
             probe_channel,

@@ -24,13 +24,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, worker = %worker.outbox.worker_id, smtp = config.smtp_host.is_some(), "herald-worker running");
     worker
         .run_until_stopped(listener, async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+            herald_service::shutdown::signal().await;
             tracing::info!("shutting down: finishing the message in flight");
         })
         .await

@@ -12,9 +12,7 @@ use crate::render::Renderer;
 use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::future::Future;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -29,21 +27,14 @@ pub struct Worker {
 
 impl Worker {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(5))
-            // No JIT: it only pays off for long analytical queries (see the api's pool).
-            .connect_with(
-                PgConnectOptions::from_str(config.database_url.expose())
-                    .context("DATABASE_URL")?
-                    .options([("jit", "off")]),
-            )
-            .await
-            .context("connecting to Postgres (DATABASE_URL)")?;
-        sqlx::migrate!("../api/migrations")
-            .run(&pool)
-            .await
-            .context("running migrations")?;
+        let pool = herald_service::postgres::connect(
+            config.database_url.expose(),
+            4,
+            Duration::from_secs(5),
+            &[],
+        )
+        .await?;
+        herald_service::postgres::migrate(&pool).await?;
         let worker_id = config.worker_id.clone().unwrap_or_else(|| {
             format!("worker-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
         });
@@ -85,19 +76,24 @@ impl Worker {
         let metrics = self.outbox.metrics.clone();
         let pool = self.outbox.pool.clone();
         let ops = Router::new()
-            .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
-            .route("/readyz", get(move || {
-                let pool = pool.clone();
-                async move {
-                    let db = tokio::time::timeout(Duration::from_secs(1), sqlx::query("SELECT 1").execute(&pool)).await.is_ok_and(|r| r.is_ok());
-                    let status = if db { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
-                    (status, axum::Json(serde_json::json!({"database": if db { "ok" } else { "unavailable" }})))
-                }
-            }))
-            .route("/metrics", get(move || {
-                let m = metrics.clone();
-                async move { m.render() }
-            }));
+            .route("/healthz", get(herald_service::ops::healthz))
+            .route(
+                "/readyz",
+                get(move || {
+                    let pool = pool.clone();
+                    async move {
+                        let db = herald_service::ops::postgres_answers(&pool).await;
+                        herald_service::ops::readiness(&[("database", db)])
+                    }
+                }),
+            )
+            .route(
+                "/metrics",
+                get(move || {
+                    let m = metrics.clone();
+                    async move { herald_service::ops::metrics(m.render()) }
+                }),
+            );
         let ops = tokio::spawn(async move { axum::serve(listener, ops).await });
 
         let stopping = self.outbox.stopping.clone();
