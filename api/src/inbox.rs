@@ -20,24 +20,26 @@ const COLUMNS: &str = "n.id, n.seq, n.type, n.priority, n.title, n.message, n.ac
                        n.data, n.triggered_by_name, n.created_at";
 
 /// A page of what user `$1` with roles `$2` sees, newest first: `$3` unread only, `$4` type or
-/// NULL, `$5` priority or NULL, `$6` rows, `$7` skipped; `$8` and `$9`: how many personal and
-/// shared notifications match (from the counters), so neither half reads past its last match.
-/// Each half reads at most `$6 + $7` rows of one index, newest first (unread personal ones from
-/// an index of their own).
+/// NULL, `$5` priority or NULL; `{LIMIT}` rows after `{OFFSET}` skipped. Each half reads at most
+/// `{PERSONAL}` / `{SHARED}` rows of one index, newest first (unread personal ones from an index
+/// of their own): the page's end, or fewer when the counters say fewer match, so neither half
+/// reads past its last match. The numbers are written into the text ([`list_sql`]), not bound:
+/// with a LIMIT it cannot see, the planner prices a generic plan for a tenth of the table and
+/// re-plans every request (≈ 0.7 ms each, measured); with them, it caches the plan.
 pub(crate) const LIST: &str = "
 WITH personal AS (
     SELECT e.notification_id AS id, e.personal_seq AS seq, e.is_read
       FROM inbox_entries e JOIN notifications n ON n.id = e.notification_id
      WHERE NOT $3 AND e.user_id = $1 AND e.deleted_at IS NULL AND e.personal_seq IS NOT NULL
        AND ($4::text IS NULL OR n.type = $4) AND ($5::text IS NULL OR n.priority = $5)
-     ORDER BY e.personal_seq DESC LIMIT least($6 + $7, $8)
+     ORDER BY e.personal_seq DESC LIMIT {PERSONAL}
 ), personal_unread AS (
     SELECT e.notification_id AS id, e.personal_seq AS seq, e.is_read
       FROM inbox_entries e JOIN notifications n ON n.id = e.notification_id
      WHERE $3 AND e.user_id = $1 AND e.deleted_at IS NULL AND e.personal_seq IS NOT NULL
        AND NOT e.is_read
        AND ($4::text IS NULL OR n.type = $4) AND ($5::text IS NULL OR n.priority = $5)
-     ORDER BY e.personal_seq DESC LIMIT least($6 + $7, $8)
+     ORDER BY e.personal_seq DESC LIMIT {PERSONAL}
 ), shared AS (
     SELECT n.id, n.seq, coalesce(e.is_read, false) AS is_read
       FROM notifications n
@@ -45,11 +47,11 @@ WITH personal AS (
      WHERE n.audience <> 'users' AND (n.audience = 'broadcast' OR n.roles && $2::text[])
        AND e.deleted_at IS NULL AND NOT (coalesce(e.is_read, false) AND $3)
        AND ($4::text IS NULL OR n.type = $4) AND ($5::text IS NULL OR n.priority = $5)
-     ORDER BY n.seq DESC LIMIT least($6 + $7, $9)
+     ORDER BY n.seq DESC LIMIT {SHARED}
 ), page AS (
     SELECT * FROM personal UNION ALL SELECT * FROM personal_unread
     UNION ALL SELECT * FROM shared
-     ORDER BY seq DESC LIMIT $6 OFFSET $7
+     ORDER BY seq DESC LIMIT {LIMIT} OFFSET {OFFSET}
 )
 SELECT {COLUMNS}, p.is_read FROM page p JOIN notifications n ON n.id = p.id ORDER BY p.seq DESC";
 
@@ -194,6 +196,18 @@ pub(crate) fn sql(template: &str) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(template.replace("{COLUMNS}", COLUMNS))
 }
 
+/// [`LIST`] for a page of `limit` after `skip`, when `personal` and `shared` notifications
+/// match. Only integers go into the text.
+pub(crate) fn list_sql(limit: i64, skip: i64, personal: i64, shared: i64) -> String {
+    let end = limit.saturating_add(skip);
+    sql(LIST)
+        .0
+        .replace("{PERSONAL}", &end.min(personal).max(0).to_string())
+        .replace("{SHARED}", &end.min(shared).max(0).to_string())
+        .replace("{LIMIT}", &limit.to_string())
+        .replace("{OFFSET}", &skip.to_string())
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct Row {
     id: Uuid,
@@ -266,7 +280,8 @@ async fn counts(pool: &PgPool, user: &Claims) -> Result<Vec<Count>, sqlx::Error>
         .await
 }
 
-/// Newest first.
+/// Newest first: the counts first, so that neither half of the page reads past its last match.
+/// (Reading the counts and an unfiltered page at once, on two connections, measured no faster.)
 pub async fn list(pool: &PgPool, user: &Claims, q: &ListQuery) -> Result<Page, sqlx::Error> {
     let priority = q.priority.map(Priority::as_str);
     let (mut unread_count, mut personal, mut shared) = (0, 0, 0);
@@ -278,16 +293,13 @@ pub async fn list(pool: &PgPool, user: &Claims, q: &ListQuery) -> Result<Page, s
             *(if c.shared { &mut shared } else { &mut personal }) += matching;
         }
     }
-    let rows: Vec<Row> = sqlx::query_as(sql(LIST))
+    let text = list_sql(q.limit, q.skip, personal, shared);
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(text))
         .bind(&user.sub)
         .bind(&user.roles)
         .bind(q.unread_only)
         .bind(&q.kind)
         .bind(priority)
-        .bind(q.limit)
-        .bind(q.skip)
-        .bind(personal)
-        .bind(shared)
         .fetch_all(pool)
         .await?;
     Ok(Page {

@@ -22,6 +22,9 @@ pub struct Args {
     /// Concurrent publishers while filling the inbox.
     #[arg(long, default_value_t = 16)]
     fill_concurrency: usize,
+    /// Read the inbox an earlier run filled (its run id, printed by it) instead of filling one.
+    #[arg(long)]
+    reuse: Option<String>,
 }
 
 impl Args {
@@ -32,6 +35,7 @@ impl Args {
             requests: 10,
             entry: entry.to_owned(),
             fill_concurrency: 4,
+            reuse: None,
         }
     }
 }
@@ -56,7 +60,7 @@ fn body(i: usize, user: &str, role: &str) -> Value {
 }
 
 pub async fn run(api: &str, secret: &Secret, args: Args) -> anyhow::Result<Value> {
-    let run = crate::gateway::run_id();
+    let run = args.reuse.clone().unwrap_or_else(crate::gateway::run_id);
     let (user, role) = (format!("lt-inbox-{run}"), format!("lt-role-{run}"));
     let publisher = crate::gateway::mint(secret, "loadtest", &[], Some("publish"));
     let reader = crate::gateway::mint(secret, &user, &[role.as_str()], None);
@@ -66,7 +70,12 @@ pub async fn run(api: &str, secret: &Secret, args: Args) -> anyhow::Result<Value
 
     // Fill: the first half, all of it read, then the second half, unread.
     let half = args.size / 2;
-    for range in [0..half, half..args.size] {
+    let fills = if args.reuse.is_some() {
+        vec![]
+    } else {
+        vec![0..half, half..args.size]
+    };
+    for range in fills {
         let first = range.start;
         fill(
             &http,
@@ -92,7 +101,9 @@ pub async fn run(api: &str, secret: &Secret, args: Args) -> anyhow::Result<Value
         }
     }
 
-    let mut out = json!({"scenario": "inbox", "size": args.size, "requests": args.requests});
+    println!("inbox run {run}: user {user}");
+    let mut out =
+        json!({"scenario": "inbox", "size": args.size, "requests": args.requests, "run": run});
     for (name, path) in [
         ("list", "/api/notifications"),
         ("unread", "/api/notifications?limit=10&unread_only=true"),
