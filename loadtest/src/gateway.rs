@@ -113,7 +113,8 @@ pub fn run_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
 
-async fn post(
+/// POSTs `body` as JSON with a bearer token; fails unless the answer is 2xx; its JSON body.
+pub async fn post(
     http: &reqwest::Client,
     url: String,
     token: &str,

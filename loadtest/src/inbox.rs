@@ -164,13 +164,7 @@ async fn fill(
                     if i >= end {
                         return Ok::<_, anyhow::Error>(());
                     }
-                    let resp = http
-                        .post(&url)
-                        .bearer_auth(&token)
-                        .json(&body(i, &user, &role))
-                        .send()
-                        .await?;
-                    anyhow::ensure!(resp.status() == 201, "publish answered {}", resp.status());
+                    crate::gateway::post(&http, url.clone(), &token, body(i, &user, &role)).await?;
                 }
             })
         })

@@ -61,15 +61,8 @@ pub async fn run(api: &str, secret: &Secret, args: Args) -> anyhow::Result<()> {
                     let body = json!({"recipients": [user],
                         "type": "loadtest", "priority": "low", "title": "load", "message": "m"});
                     let sent = Instant::now();
-                    let resp = http
-                        .post(&url)
-                        .bearer_auth(&token)
-                        .json(&body)
-                        .send()
-                        .await?;
-                    anyhow::ensure!(resp.status() == 201, "publish answered {}", resp.status());
+                    let created = crate::gateway::post(&http, url.clone(), &token, body).await?;
                     samples.push(sent.elapsed());
-                    let created: Value = resp.json().await?;
                     let id = created["id"].as_str().unwrap_or_default().to_owned();
                     let seq = created["notification"]["seq"].as_i64().unwrap_or_default();
                     acked.push((user, id, seq));
@@ -118,17 +111,7 @@ pub async fn run(api: &str, secret: &Secret, args: Args) -> anyhow::Result<()> {
     for _ in 0..args.fanout_count {
         let body = json!({"recipients": recipients, "type": "loadtest", "title": "fan-out", "message": "m"});
         let sent = Instant::now();
-        let resp = http
-            .post(&url)
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .await?;
-        anyhow::ensure!(
-            resp.status() == 201,
-            "fan-out publish answered {}",
-            resp.status()
-        );
+        crate::gateway::post(&http, url.clone(), &token, body).await?;
         fan.push(sent.elapsed());
     }
     let fan = Latencies::new(fan);

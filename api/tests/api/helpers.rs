@@ -239,3 +239,36 @@ impl Subscription {
         let _ = self.client.quit().await;
     }
 }
+
+/// A notification as the domain layer hands it to `publishing::store`: type `t`, medium, in the
+/// app only.
+pub fn new_notification(
+    audience: herald_api::domain::Audience,
+    title: &str,
+) -> herald_api::domain::NewNotification {
+    herald_api::domain::NewNotification {
+        audience,
+        kind: "t".to_owned(),
+        priority: herald_core::wire::Priority::Medium,
+        title: title.to_owned(),
+        message: String::new(),
+        action_url: None,
+        data: json!({}),
+        triggered_by_name: None,
+        channels: vec![herald_api::domain::Channel::InApp],
+        idempotency_key: None,
+        email_if_unseen_minutes: None,
+    }
+}
+
+/// A personal notification for `user` (see [`new_notification`]).
+pub fn personal(user: &str, title: &str) -> herald_api::domain::NewNotification {
+    new_notification(
+        herald_api::domain::Audience::Users(vec![herald_api::domain::Recipient {
+            id: user.to_owned(),
+            email: None,
+            name: None,
+        }]),
+        title,
+    )
+}

@@ -3,7 +3,7 @@
 //! no lock between them stall or abort.
 
 use crate::helpers::*;
-use herald_api::domain::{Audience, Channel, NewNotification, Recipient};
+use herald_api::domain::{Audience, NewNotification, Recipient};
 use herald_api::publishing::store;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -81,22 +81,7 @@ async fn concurrent_creation_for_one_user_keeps_everything_after_exact() {
     )];
     loop {
         let finished_before_reading = writers.iter().all(|w| w.is_finished());
-        loop {
-            let last = &seen.last().unwrap().0;
-            let page = app
-                .inbox(&alice, &format!("?after={last}&limit=100"))
-                .await
-                .body;
-            seen.extend(page["notifications"].as_array().unwrap().iter().map(|n| {
-                (
-                    n["id"].as_str().unwrap().to_owned(),
-                    n["seq"].as_i64().unwrap(),
-                )
-            }));
-            if page["has_more"] == false {
-                break;
-            }
-        }
+        drain(&app, &alice, &mut seen).await;
         if finished_before_reading {
             break;
         }
@@ -133,23 +118,7 @@ fn fate(n: usize) -> Fate {
     }
 }
 
-fn new_notification(audience: Audience, title: String) -> NewNotification {
-    NewNotification {
-        audience,
-        kind: "t".to_owned(),
-        priority: herald_core::wire::Priority::Medium,
-        title,
-        message: String::new(),
-        action_url: None,
-        data: json!({}),
-        triggered_by_name: None,
-        channels: vec![Channel::InApp],
-        idempotency_key: None,
-        email_if_unseen_minutes: None,
-    }
-}
-
-/// Reads "everything after" from `from` until nothing more is there.
+/// Reads "everything after" the last of `seen` until no more follow, adding to `seen`.
 async fn drain(app: &TestApp, token: &str, seen: &mut Vec<(String, i64)>) {
     loop {
         let last = &seen.last().expect("an anchor").0;
@@ -210,7 +179,7 @@ async fn slow_and_aborted_writers_never_make_a_reader_miss_or_repeat() {
                 ];
                 let batch: Vec<NewNotification> = (0..=(w + i) % 3)
                     .map(|k| {
-                        new_notification(audiences[(i + k) % 3].clone(), format!("{w}-{i}-{k}"))
+                        new_notification(audiences[(i + k) % 3].clone(), &format!("{w}-{i}-{k}"))
                     })
                     .collect();
                 let items: Vec<(&str, &NewNotification)> =

@@ -185,27 +185,6 @@ async fn ten_thousand_recipients_are_accepted_and_each_gets_the_notification() {
     sub.close().await;
 }
 
-fn personal(user: &str, title: &str) -> herald_api::domain::NewNotification {
-    use herald_api::domain::{Audience, Channel, NewNotification, Recipient};
-    NewNotification {
-        audience: Audience::Users(vec![Recipient {
-            id: user.to_owned(),
-            email: None,
-            name: None,
-        }]),
-        kind: "t".into(),
-        priority: herald_core::wire::Priority::Medium,
-        title: title.into(),
-        message: String::new(),
-        action_url: None,
-        data: json!({}),
-        triggered_by_name: None,
-        channels: vec![Channel::InApp],
-        idempotency_key: None,
-        email_if_unseen_minutes: None,
-    }
-}
-
 #[tokio::test]
 async fn notifications_stored_together_do_not_fail_with_one_postgres_refuses() {
     let app = spawn_app().await;
