@@ -887,6 +887,10 @@ run_e2e() {
     secret=e2e-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
     log "browser end-to-end tests (private stack on 127.0.0.1:18000)"
     (cd "$REPO_ROOT" && cargo build -p herald-api -p herald-gateway -p herald-worker -p herald-loadtest) || return 1
+    # A database of its own, new every run: what an earlier run stored (a broadcast reaches every
+    # user, new ones too) must not show up in this run's pages.
+    psql -X -q -v ON_ERROR_STOP=1 "${DATABASE_URL%/*}/postgres" -c 'DROP DATABASE IF EXISTS herald_e2e' ||
+        return 1
     local -a env=(
         HERALD_PROFILE=debug HERALD_RUN_DIR="$e2e_dir" HERALD_PUBLIC_URL=http://127.0.0.1:18000
         HERALD_API_ADDR=127.0.0.1:18001 HERALD_GATEWAY1_ADDR=127.0.0.1:18011

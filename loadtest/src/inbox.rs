@@ -25,6 +25,10 @@ pub struct Args {
     /// Read the inbox an earlier run filled (its run id, printed by it) instead of filling one.
     #[arg(long)]
     reuse: Option<String>,
+    /// Send the broadcast share as personal notifications instead: a broadcast reaches every
+    /// user of the stack, also those of other tests that share it (the smoke run).
+    #[arg(long)]
+    no_broadcast: bool,
 }
 
 impl Args {
@@ -36,13 +40,14 @@ impl Args {
             entry: entry.to_owned(),
             fill_concurrency: 4,
             reuse: None,
+            no_broadcast: true,
         }
     }
 }
 
-/// The `i`-th notification of the fill: 60 % personal, 25 % for the run's role, 15 % broadcast,
-/// over four types and four priorities.
-fn body(i: usize, user: &str, role: &str) -> Value {
+/// The `i`-th notification of the fill: 60 % personal, 25 % for the run's role, 15 % broadcast
+/// (personal instead with `no_broadcast`), over four types and four priorities.
+fn body(i: usize, user: &str, role: &str, broadcast: bool) -> Value {
     let kind = ["task_due", "goal_assigned", "mention", "review_requested"][i % 4];
     let priority = ["low", "medium", "high", "urgent"][(i / 4) % 4];
     let mut b = json!({
@@ -52,9 +57,9 @@ fn body(i: usize, user: &str, role: &str) -> Value {
         "message": "A message of a realistic length about a goal, a task or a review.",
     });
     match i % 20 {
-        0..12 => b["recipients"] = json!([user]),
         12..17 => b["roles"] = json!([role]),
-        _ => b["broadcast"] = json!(true),
+        17.. if broadcast => b["broadcast"] = json!(true),
+        _ => b["recipients"] = json!([user]),
     }
     b
 }
@@ -75,16 +80,19 @@ pub async fn run(api: &str, secret: &Secret, args: Args) -> anyhow::Result<Value
     } else {
         vec![0..half, half..args.size]
     };
+    let broadcast = !args.no_broadcast;
+    let (u, r) = (user.clone(), role.clone());
+    let make: std::sync::Arc<dyn Fn(usize) -> Value + Send + Sync> =
+        std::sync::Arc::new(move |i| body(i, &u, &r, broadcast));
     for range in fills {
         let first = range.start;
         fill(
             &http,
             api,
             &publisher,
-            &user,
-            &role,
             range,
             args.fill_concurrency,
+            make.clone(),
         )
         .await?;
         if first == 0 {
@@ -143,28 +151,28 @@ pub async fn run(api: &str, secret: &Secret, args: Args) -> anyhow::Result<Value
     Ok(out)
 }
 
+/// Publishes `body(i)` for every `i` of `range`, `concurrency` at a time.
 async fn fill(
     http: &reqwest::Client,
     api: &str,
     token: &str,
-    user: &str,
-    role: &str,
     range: std::ops::Range<usize>,
     concurrency: usize,
+    body: std::sync::Arc<dyn Fn(usize) -> Value + Send + Sync>,
 ) -> anyhow::Result<()> {
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(range.start));
     let tasks: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
             let (http, next) = (http.clone(), next.clone());
             let (url, token) = (format!("{api}/api/notifications"), token.to_owned());
-            let (user, role, end) = (user.to_owned(), role.to_owned(), range.end);
+            let (body, end) = (body.clone(), range.end);
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if i >= end {
                         return Ok::<_, anyhow::Error>(());
                     }
-                    crate::gateway::post(&http, url.clone(), &token, body(i, &user, &role)).await?;
+                    crate::gateway::post(&http, url.clone(), &token, body(i)).await?;
                 }
             })
         })
