@@ -53,7 +53,10 @@ WITH personal AS (
     UNION ALL SELECT * FROM shared
      ORDER BY seq DESC LIMIT {LIMIT} OFFSET {OFFSET}
 )
-SELECT {COLUMNS}, p.is_read FROM page p JOIN notifications n ON n.id = p.id ORDER BY p.seq DESC";
+SELECT {COLUMNS}, p.is_read, h.horizon
+  FROM page p JOIN notifications n ON n.id = p.id,
+       (SELECT herald_position_horizon() AS horizon) h
+ ORDER BY p.seq DESC";
 
 /// What user `$1` with roles `$2` sees after position `$3`, oldest first, at most `$4` rows,
 /// each with the horizon (ARCHITECTURE.md, "Ordering").
@@ -272,41 +275,69 @@ struct Count {
     unread: i64,
 }
 
-async fn counts(pool: &PgPool, user: &Claims) -> Result<Vec<Count>, sqlx::Error> {
+async fn counts(conn: impl sqlx::PgExecutor<'_>, user: &Claims) -> Result<Vec<Count>, sqlx::Error> {
     sqlx::query_as(COUNTS)
         .bind(&user.sub)
         .bind(&user.roles)
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await
 }
 
-/// Newest first: the counts first, so that neither half of the page reads past its last match.
-/// (Reading the counts and an unfiltered page at once, on two connections, measured no faster.)
+/// Newest first. The counts and the page are read in one snapshot (the page's per-half limits
+/// come from the counts), and the page holds nothing above the horizon: any id it shows is a
+/// safe `since`/`after` cursor (ARCHITECTURE.md, "Ordering"). Newer rows held back by a running
+/// transaction are waited for like in [`after`], then left out.
 pub async fn list(pool: &PgPool, user: &Claims, q: &ListQuery) -> Result<Page, sqlx::Error> {
     let priority = q.priority.map(Priority::as_str);
-    let (mut unread_count, mut personal, mut shared) = (0, 0, 0);
-    for c in counts(pool, user).await? {
-        unread_count += c.unread;
-        if q.kind.as_ref().is_none_or(|k| *k == c.kind) && priority.is_none_or(|p| p == c.priority)
-        {
-            let matching = if q.unread_only { c.unread } else { c.total };
-            *(if c.shared { &mut shared } else { &mut personal }) += matching;
+    let give_up_at = tokio::time::Instant::now() + HELD_BACK_PATIENCE;
+    let mut wait = Duration::from_millis(1);
+    loop {
+        let mut tx = pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let (mut unread_count, mut personal, mut shared) = (0, 0, 0);
+        for c in counts(&mut *tx, user).await? {
+            unread_count += c.unread;
+            if q.kind.as_ref().is_none_or(|k| *k == c.kind)
+                && priority.is_none_or(|p| p == c.priority)
+            {
+                let matching = if q.unread_only { c.unread } else { c.total };
+                *(if c.shared { &mut shared } else { &mut personal }) += matching;
+            }
         }
+        let text = list_sql(q.limit, q.skip, personal, shared);
+        let rows: Vec<Positioned> = sqlx::query_as(sqlx::AssertSqlSafe(text))
+            .bind(&user.sub)
+            .bind(&user.roles)
+            .bind(q.unread_only)
+            .bind(&q.kind)
+            .bind(priority)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let held_back = rows.iter().any(|r| r.row.seq >= r.horizon);
+        if !held_back || tokio::time::Instant::now() >= give_up_at {
+            return Ok(Page {
+                notifications: rows
+                    .into_iter()
+                    .filter(|r| r.row.seq < r.horizon)
+                    .map(|r| Notification::from(r.row))
+                    .collect(),
+                total: personal + shared,
+                unread_count,
+            });
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(64));
     }
-    let text = list_sql(q.limit, q.skip, personal, shared);
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(text))
-        .bind(&user.sub)
-        .bind(&user.roles)
-        .bind(q.unread_only)
-        .bind(&q.kind)
-        .bind(priority)
-        .fetch_all(pool)
-        .await?;
-    Ok(Page {
-        notifications: rows.into_iter().map(Notification::from).collect(),
-        total: personal + shared,
-        unread_count,
-    })
+}
+
+/// A row with the horizon it was read under.
+#[derive(sqlx::FromRow)]
+struct Positioned {
+    #[sqlx(flatten)]
+    row: Row,
+    horizon: i64,
 }
 
 /// Where a resume starts: the position of notification `id`, if this user can see it (or saw
@@ -343,12 +374,6 @@ pub async fn after(
     after: i64,
     limit: i64,
 ) -> Result<(Vec<Notification>, bool), sqlx::Error> {
-    #[derive(sqlx::FromRow)]
-    struct Positioned {
-        #[sqlx(flatten)]
-        row: Row,
-        horizon: i64,
-    }
     let give_up_at = tokio::time::Instant::now() + HELD_BACK_PATIENCE;
     let mut wait = Duration::from_millis(1);
     loop {

@@ -45,13 +45,12 @@ pub async fn run(
     result.map(Some)
 }
 
-/// Deletes the notifications `pick` selects and takes them out of the inbox counters in the
-/// same statement (ARCHITECTURE.md, "Counts and pages"); the statement's one row is how many
-/// went. Their entries are locked first, so a read or delete committed meanwhile is counted once.
-fn forget(pick: &str) -> String {
-    format!(
-        "WITH gone AS (
-             DELETE FROM notifications WHERE id IN ({pick})
+/// Deletes the notifications `$1` and takes them out of the inbox counters in the same
+/// statement (ARCHITECTURE.md, "Counts and pages"); the statement's one row is how many went.
+/// Run after [`forget_all`] locked them. Their entries are locked too, so a read or delete of
+/// an existing entry committed meanwhile is counted once.
+const FORGET: &str = "WITH gone AS (
+             DELETE FROM notifications WHERE id = ANY($1)
              RETURNING id, audience, roles, type, priority
          ), entries AS (
              SELECT e.user_id, e.is_read, e.deleted_at IS NOT NULL AS deleted,
@@ -79,8 +78,45 @@ fn forget(pick: &str) -> String {
               WHERE m.user_id = d.user_id AND m.roles = d.roles AND m.type = d.type
                 AND m.priority = d.priority
          )
-         SELECT count(*) FROM gone"
-    )
+         SELECT count(*) FROM gone";
+
+/// Forgets what `pick` selects (with `$1` now, `$2` days, `$3` the batch size), a batch at a
+/// time, each in a transaction of its own: the picked notifications are locked first (a
+/// concurrent read or delete that creates an entry waits for that lock in its foreign-key
+/// check, then fails), and [`FORGET`] runs as a second statement, whose fresh snapshot sees every
+/// entry committed before the lock. In one statement, an entry committed between its snapshot
+/// and the delete would go by cascade without being subtracted.
+async fn forget_all(
+    conn: &mut sqlx::PgConnection,
+    pick: &str,
+    now: DateTime<Utc>,
+    days: i32,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        let ids: Vec<uuid::Uuid> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("{pick} FOR UPDATE OF n")))
+                .bind(now)
+                .bind(days)
+                .bind(batch)
+                .fetch_all(&mut *tx)
+                .await?;
+        let n: i64 = if ids.is_empty() {
+            0
+        } else {
+            sqlx::query_scalar(FORGET)
+                .bind(&ids)
+                .fetch_one(&mut *tx)
+                .await?
+        };
+        tx.commit().await?;
+        total += n as u64;
+        if (ids.len() as i64) < batch {
+            return Ok(total);
+        }
+    }
 }
 
 /// Runs `sql` (which answers how many rows it removed) until it removes fewer than `batch`.
@@ -112,14 +148,12 @@ async fn batches(
     now: DateTime<Utc>,
     r: Retention,
 ) -> Result<Report, sqlx::Error> {
-    let past_hard_limit = repeat(
+    let past_hard_limit = forget_all(
         conn,
-        &forget(
-            "SELECT n.id FROM notifications n
+        "SELECT n.id FROM notifications n
               WHERE n.created_at < $1 - make_interval(days => $2)
                 AND NOT EXISTS (SELECT 1 FROM email_jobs j WHERE j.notification_id = n.id AND j.status = 'pending')
               LIMIT $3",
-        ),
         now,
         r.all_days as i32,
         r.batch,
@@ -128,16 +162,14 @@ async fn batches(
     // "Read" is per user: a personal notification goes once every recipient has read (or
     // deleted) it. Role and broadcast notifications have no complete reader list; they go at the
     // hard limit.
-    let read = repeat(
+    let read = forget_all(
         conn,
-        &forget(
-            "SELECT n.id FROM notifications n
+        "SELECT n.id FROM notifications n
               WHERE n.created_at < $1 - make_interval(days => $2) AND n.audience = 'users'
                 AND NOT EXISTS (SELECT 1 FROM inbox_entries e
                                  WHERE e.notification_id = n.id AND NOT e.is_read AND e.deleted_at IS NULL)
                 AND NOT EXISTS (SELECT 1 FROM email_jobs j WHERE j.notification_id = n.id AND j.status = 'pending')
               LIMIT $3",
-        ),
         now,
         r.read_days as i32,
         r.batch,

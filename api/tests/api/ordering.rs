@@ -295,3 +295,47 @@ async fn new_positions_follow_restored_ones() {
         .collect();
     assert_eq!(ids, vec![&new["id"]]);
 }
+
+/// An id shown on a page of the inbox is a safe `since`/`after` cursor: the page never shows a
+/// notification that a still-running transaction could be overtaken by (it waits for that
+/// transaction, 2 s at most, then leaves the newer one out).
+#[tokio::test]
+async fn the_list_shows_nothing_a_running_writer_could_still_overtake() {
+    let app = spawn_app().await;
+    let alice = token("alice", &[], None);
+    let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
+    let early = personal("alice", "early");
+    // Another priority: A holds alice's counter row of its (type, priority) until it ends.
+    let late = herald_api::domain::NewNotification {
+        priority: herald_core::wire::Priority::High,
+        ..personal("alice", "late")
+    };
+    // A takes the smaller position and stays open; B commits after it took its own.
+    let mut a = pool.begin().await.unwrap();
+    let first = store(&mut a, &[("test", &early)]).await.unwrap().remove(0);
+    let mut b = pool.begin().await.unwrap();
+    let second = store(&mut b, &[("test", &late)]).await.unwrap().remove(0);
+    assert!(first.notification.seq < second.notification.seq);
+    b.commit().await.unwrap();
+
+    let titles = async || -> Vec<String> {
+        let page = app.inbox(&alice, "").await.body;
+        page["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(
+        titles().await.is_empty(),
+        "while A runs, B is held back: an id of B as a cursor would skip A"
+    );
+    a.commit().await.unwrap();
+    assert_eq!(titles().await, ["late", "early"]);
+    let after_late = app
+        .inbox(&alice, &format!("?after={}", first.id))
+        .await
+        .body;
+    assert_eq!(after_late["notifications"][0]["title"], "late");
+}
