@@ -289,8 +289,7 @@ async fn counts(conn: impl sqlx::PgExecutor<'_>, user: &Claims) -> Result<Vec<Co
 /// transaction are waited for like in [`after`], then left out.
 pub async fn list(pool: &PgPool, user: &Claims, q: &ListQuery) -> Result<Page, sqlx::Error> {
     let priority = q.priority.map(Priority::as_str);
-    let give_up_at = tokio::time::Instant::now() + HELD_BACK_PATIENCE;
-    let mut wait = Duration::from_millis(1);
+    let mut patience = Patience::new();
     loop {
         let mut tx = pool
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -316,7 +315,7 @@ pub async fn list(pool: &PgPool, user: &Claims, q: &ListQuery) -> Result<Page, s
             .await?;
         tx.commit().await?;
         let held_back = rows.iter().any(|r| r.row.seq >= r.horizon);
-        if !held_back || tokio::time::Instant::now() >= give_up_at {
+        if !held_back || !patience.wait().await {
             return Ok(Page {
                 notifications: rows
                     .into_iter()
@@ -327,8 +326,6 @@ pub async fn list(pool: &PgPool, user: &Claims, q: &ListQuery) -> Result<Page, s
                 unread_count,
             });
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_millis(64));
     }
 }
 
@@ -374,8 +371,7 @@ pub async fn after(
     after: i64,
     limit: i64,
 ) -> Result<(Vec<Notification>, bool), sqlx::Error> {
-    let give_up_at = tokio::time::Instant::now() + HELD_BACK_PATIENCE;
-    let mut wait = Duration::from_millis(1);
+    let mut patience = Patience::new();
     loop {
         let rows: Vec<Positioned> = sqlx::query_as(sql(AFTER))
             .bind(&user.sub)
@@ -391,19 +387,43 @@ pub async fn after(
             .map(|r| r.row)
             .collect();
         let held_back = ready.len() < fetched;
-        if !ready.is_empty() || !held_back || tokio::time::Instant::now() >= give_up_at {
+        if !ready.is_empty() || !held_back || !patience.wait().await {
             let more = held_back || ready.len() as i64 > limit;
             ready.truncate(limit as usize);
             return Ok((ready.into_iter().map(Notification::from).collect(), more));
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_millis(64));
     }
 }
 
-/// How long a read of "everything after" waits for the horizon to pass notifications that are
-/// committed but held back, before answering with none and "more follow".
+/// How long a read waits for the horizon to pass notifications that are committed but held
+/// back, before answering without them.
 const HELD_BACK_PATIENCE: Duration = Duration::from_secs(2);
+
+/// The waits of a read repeated while the horizon holds rows back: 1 ms, doubling up to 64 ms,
+/// for [`HELD_BACK_PATIENCE`] in all.
+struct Patience {
+    give_up_at: tokio::time::Instant,
+    next: Duration,
+}
+
+impl Patience {
+    fn new() -> Self {
+        Self {
+            give_up_at: tokio::time::Instant::now() + HELD_BACK_PATIENCE,
+            next: Duration::from_millis(1),
+        }
+    }
+
+    /// Waits before the next try; `false` (without waiting) once patience ran out.
+    async fn wait(&mut self) -> bool {
+        if tokio::time::Instant::now() >= self.give_up_at {
+            return false;
+        }
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(Duration::from_millis(64));
+        true
+    }
+}
 
 /// One notification as this user sees it.
 pub async fn get(
